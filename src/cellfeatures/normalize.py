@@ -1,0 +1,155 @@
+"""CAVE wire format -> canonical columns.
+
+Two layers, both lazy:
+1. `coerce_wire` makes every source speak one *wire* dialect: positions split into `<prefix>_x/_y/_z`
+   Float64 (whatever the file had: split columns, a list column, or a numpy-style "[x y z]" string),
+   booleans as `pl.Boolean` (servers send 't'/'f' or bools), ids as Int64, `created` as UTC datetimes.
+   Units are NOT changed here: positions stay in the source's resolution.
+2. `canonical_*` functions rename to the canonical vocabulary of DESIGN §3 and convert positions to nm
+   once, using the resolution the source declares.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import polars as pl
+
+from cellfeatures.errors import SourceError
+
+AXES = ("x", "y", "z")
+_INT_COLUMNS = re.compile(r"^(id|target_id|valid_id|session|scan_idx|unit_id|field|size|.*_root_id|.*_supervoxel_id)$")
+_BOOL_COLUMNS = re.compile(r"^(valid|status_dendrite|status_axon|is_watertight)$")
+_TIME_COLUMNS = re.compile(r"^(created|deleted|created_ref)$")
+_POSITION_SPLIT = re.compile(r"^(.*_position)_([xyz])$")
+_TRUE = ("t", "true", "True", "TRUE", "1")
+_FALSE = ("f", "false", "False", "FALSE", "0")
+
+
+def _bool_expr(name: str, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.Boolean:
+        return pl.col(name)
+    if dtype == pl.String:
+        text = pl.col(name).str.strip_chars()
+        return (
+            pl.when(text.is_in(_TRUE)).then(True)
+            .when(text.is_in(_FALSE)).then(False)
+            .otherwise(None)
+            .alias(name)
+        )
+    return pl.col(name).cast(pl.Boolean)
+
+
+def _time_expr(name: str, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Datetime):
+        expr = pl.col(name)
+        if dtype.time_zone is None:
+            expr = expr.dt.replace_time_zone("UTC")
+        return expr.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    if dtype == pl.String:
+        return pl.col(name).str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+    # all-null columns read from CSV arrive as String or Null
+    return pl.col(name).cast(pl.Datetime("us", "UTC"))
+
+
+def _split_position(name: str, dtype: pl.DataType) -> list[pl.Expr]:
+    """A 3-vector column (list/array or '[x y z]' / '[x, y, z]' string) -> three Float64 columns."""
+    if isinstance(dtype, pl.List | pl.Array):
+        values = pl.col(name).cast(pl.List(pl.Float64))
+    elif dtype == pl.String:
+        values = (
+            pl.col(name).str.strip_chars("[]() ").str.replace_all(r"[,\s]+", " ").str.split(" ")
+            .cast(pl.List(pl.Float64))
+        )
+    else:
+        return []
+    return [values.list.get(i, null_on_oob=True).alias(f"{name}_{axis}") for i, axis in enumerate(AXES)]
+
+
+def coerce_wire(lf: pl.LazyFrame, table: str) -> pl.LazyFrame:
+    """Bring one raw table (any file flavour) to the common wire dialect described in the module doc."""
+    schema = lf.collect_schema()
+    drop = [c for c in schema if c in ("", "Unnamed: 0", "__index_level_0__")]
+    exprs: list[pl.Expr] = []
+    split: list[str] = []
+    for name, dtype in schema.items():
+        if name in drop:
+            continue
+        if name.endswith("_position") and not _POSITION_SPLIT.match(name):
+            if isinstance(dtype, pl.List | pl.Array) or dtype == pl.String:
+                split.append(name)
+                continue
+        if _BOOL_COLUMNS.match(name):
+            exprs.append(_bool_expr(name, dtype))
+        elif _TIME_COLUMNS.match(name):
+            exprs.append(_time_expr(name, dtype))
+        elif _POSITION_SPLIT.match(name) or name == "superceded_id":
+            exprs.append(pl.col(name).cast(pl.Float64))
+        elif _INT_COLUMNS.match(name) and dtype != pl.Int64:
+            if dtype.is_float():
+                exprs.append(pl.col(name).cast(pl.Int64, strict=True))
+            else:
+                exprs.append(pl.col(name).cast(pl.Int64, strict=False))
+        elif dtype == pl.Null:
+            exprs.append(pl.col(name).cast(pl.String))
+        else:
+            exprs.append(pl.col(name))
+    for name in split:
+        exprs.extend(_split_position(name, schema[name]))
+    try:
+        return lf.select(exprs)
+    except pl.exceptions.PolarsError as exc:  # pragma: no cover - surfaced at collect time mostly
+        raise SourceError(f"table {table!r}: cannot coerce to CAVE wire format: {exc}") from exc
+
+
+def positions_nm(prefix: str, resolution_nm: Sequence[float], out: str = "pos") -> list[pl.Expr]:
+    """Expressions turning `<prefix>_x/_y/_z` in source units into `<out>_x_nm/...` float64 nanometres."""
+    return [
+        (pl.col(f"{prefix}_{axis}").cast(pl.Float64) * float(res)).alias(f"{out}_{axis}_nm")
+        for axis, res in zip(AXES, resolution_nm, strict=True)
+    ]
+
+
+# ---------------------------------------------------------------- canonical forms (DESIGN §3)
+
+def canonical_nucleus(lf: pl.LazyFrame, resolution_nm: Sequence[float]) -> pl.LazyFrame:
+    """nucleus_detection_v0 -> nucleus_id, root_id, pos_*_nm, volume_um3 (valid rows only)."""
+    return lf.filter(pl.col("valid").fill_null(True)).select(
+        pl.col("id").alias("nucleus_id"),
+        pl.col("pt_root_id").fill_null(0).alias("root_id"),
+        *positions_nm("pt_position", resolution_nm),
+        pl.col("volume").cast(pl.Float64).alias("volume_um3"),
+    )
+
+
+def canonical_cell_types(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """A cell-type reference table -> nucleus_id, root_id, classification_system, cell_type."""
+    schema = lf.collect_schema()
+    system = pl.col("classification_system") if "classification_system" in schema else pl.lit(None, pl.String)
+    return lf.filter(pl.col("valid").fill_null(True)).select(
+        pl.col("target_id").alias("nucleus_id"),
+        pl.col("pt_root_id").fill_null(0).alias("root_id") if "pt_root_id" in schema else pl.lit(0).alias("root_id"),
+        system.alias("classification_system"),
+        pl.col("cell_type").cast(pl.String),
+    )
+
+
+def canonical_synapses(lf: pl.LazyFrame, resolution_nm: Sequence[float]) -> pl.LazyFrame:
+    """synapses_pni_2 -> synapse_id, pre_root_id, post_root_id, size_vx, ctr_*_nm (valid rows only)."""
+    schema = lf.collect_schema()
+    keep = pl.col("valid").fill_null(True) if "valid" in schema else pl.lit(True)
+    return lf.filter(keep).select(
+        pl.col("id").alias("synapse_id"),
+        pl.col("pre_pt_root_id").alias("pre_root_id"),
+        pl.col("post_pt_root_id").alias("post_root_id"),
+        pl.col("size").alias("size_vx"),
+        *positions_nm("ctr_pt_position", resolution_nm, out="ctr"),
+    )
+
+
+def canonical_synapse_tags(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """synapse_target_predictions_ssa -> synapse_id, tag (valid rows only)."""
+    schema = lf.collect_schema()
+    keep = pl.col("valid").fill_null(True) if "valid" in schema else pl.lit(True)
+    return lf.filter(keep).select(pl.col("target_id").alias("synapse_id"), pl.col("tag").cast(pl.String))

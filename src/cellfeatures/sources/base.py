@@ -1,0 +1,87 @@
+"""The Source interface: where tables come from, in CAVE wire format.
+
+Every source answers three questions the rest of the system needs:
+- `tables()`: which tables it has;
+- `scan(table)`: a LazyFrame of that table in the common wire dialect (see normalize.coerce_wire);
+- `fingerprint()`: a JSON-able description precise enough that two equal fingerprints mean equal data
+  (datastack, materialization version + timestamp, per-table row counts and checksums). Feature versions
+  are content-addressed on it.
+`info(table)` adds provenance: origin (real / derived / synthetic) and where the rows came from.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+
+Origin = Literal["real", "derived", "synthetic"]
+ORIGIN_RANK: dict[str, int] = {"real": 0, "derived": 1, "synthetic": 2}
+
+
+def least_real(origins: list[str]) -> str:
+    """The origin of something built from several inputs: the least real of them."""
+    return max(origins, key=lambda o: ORIGIN_RANK.get(o, 3)) if origins else "real"
+
+
+@dataclass(frozen=True)
+class TablePart:
+    """One part of a table (a file or a generated chunk) with its own origin."""
+
+    name: str
+    origin: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """Provenance of one table as a source serves it."""
+
+    name: str
+    origin: str
+    kind: str = "cave"  # "cave" (server table) or "external" (a feature table keyed by nucleus id)
+    rows: int | None = None
+    source: str = ""
+    parts: tuple[TablePart, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "origin": self.origin, "kind": self.kind, "rows": self.rows,
+            "source": self.source,
+            "parts": [{"name": p.name, "origin": p.origin, "rows": p.rows} for p in self.parts],
+        }
+
+
+class Source(ABC):
+    """A provider of CAVE-shaped tables. Subclasses: snapshot, sample, synthetic, cave."""
+
+    datastack: str = "unknown"
+    materialization_version: int | None = None
+    timestamp: str | None = None
+    #: resolution (nm per unit) of the position columns that `scan` returns
+    position_resolution_nm: tuple[float, float, float] = (4.0, 4.0, 40.0)
+
+    @abstractmethod
+    def tables(self) -> list[str]:
+        """Names of the tables this source can scan."""
+
+    @abstractmethod
+    def scan(self, table: str) -> pl.LazyFrame:
+        """The table in the common wire dialect; raises TableNotFoundError if absent."""
+
+    @abstractmethod
+    def fingerprint(self) -> dict[str, Any]:
+        """Content description: equal fingerprints <=> equal data."""
+
+    def info(self, table: str) -> TableInfo:
+        """Provenance of one table (subclasses know more; the default claims nothing)."""
+        return TableInfo(name=table, origin="real", source=type(self).__name__)
+
+    def has(self, table: str) -> bool:
+        return table in self.tables()
+
+    def describe(self) -> str:
+        version = self.materialization_version if self.materialization_version is not None else "-"
+        return f"{type(self).__name__}(datastack={self.datastack}, version={version})"

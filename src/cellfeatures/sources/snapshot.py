@@ -1,0 +1,177 @@
+"""A local snapshot: one or more directories of per-table files.
+
+A table named T is any of `T.parquet`, `T.feather`, `T.arrow`, `T.ipc`, `T.csv`, `T.csv.gz`, or a folder
+`T/` of such part files (a partitioned table, or parts of different origins). Several roots may hold parts
+of the same table; they are concatenated. Any subset of tables is fine: a pipeline that needs a missing
+table says which one.
+
+An optional `manifest.json` in a root declares datastack, materialization_version, timestamp,
+position_resolution_nm and per-table provenance (origin, kind, source, parts); `cellfeatures fetch` writes one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cellfeatures.checksums import file_sha256
+from cellfeatures.errors import SourceError, TableNotFoundError
+from cellfeatures.normalize import coerce_wire
+from cellfeatures.sources.base import Source, TableInfo, TablePart, least_real
+
+SUFFIXES = (".csv.gz", ".parquet", ".feather", ".arrow", ".ipc", ".csv")
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _table_name(path: Path) -> str | None:
+    for suffix in SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return None
+
+
+def read_table_file(path: Path) -> pl.LazyFrame:
+    """Lazily read one table file of any supported flavour (no dialect coercion)."""
+    name = path.name
+    try:
+        if name.endswith(".parquet"):
+            return pl.scan_parquet(path)
+        if name.endswith((".feather", ".arrow", ".ipc")):
+            return pl.scan_ipc(path)
+        if name.endswith(".csv.gz"):  # scan_csv cannot stream gzip; decompress once, eagerly
+            return pl.read_csv(path, infer_schema_length=10_000).lazy()
+        if name.endswith(".csv"):
+            return pl.scan_csv(path, infer_schema_length=10_000)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise SourceError(f"cannot read {path}: {exc}") from exc
+    raise SourceError(f"{path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
+
+
+def cached_sha256(path: Path) -> str:
+    """File hash, memoised on (path, size, mtime) so repeated fingerprints stay cheap."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        _HASH_CACHE[key] = file_sha256(path)
+    return _HASH_CACHE[key]
+
+
+def count_rows(path: Path) -> int:
+    return int(read_table_file(path).select(pl.len()).collect().item())
+
+
+class SnapshotSource(Source):
+    """Tables from local files (see module doc)."""
+
+    def __init__(self, *roots: str | os.PathLike[str], datastack: str | None = None,
+                 materialization_version: int | None = None, timestamp: str | None = None,
+                 position_resolution_nm: tuple[float, float, float] | None = None) -> None:
+        if not roots:
+            raise SourceError("SnapshotSource needs at least one directory")
+        self.roots = [Path(r) for r in roots]
+        for root in self.roots:
+            if not root.is_dir():
+                raise SourceError(f"snapshot directory {root} does not exist")
+        self._manifests = [self._read_manifest(r) for r in self.roots]
+        merged: dict[str, Any] = {}
+        for manifest in self._manifests:
+            for key in ("datastack", "materialization_version", "timestamp", "position_resolution_nm"):
+                if manifest.get(key) is not None:
+                    if merged.get(key) is not None and merged[key] != manifest[key]:
+                        raise SourceError(f"snapshot roots disagree on {key}: {merged[key]!r} vs {manifest[key]!r}")
+                    merged[key] = manifest[key]
+        self.datastack = datastack or merged.get("datastack") or "unknown"
+        self.materialization_version = materialization_version or merged.get("materialization_version")
+        self.timestamp = timestamp or merged.get("timestamp")
+        resolution = position_resolution_nm or merged.get("position_resolution_nm") or (4.0, 4.0, 40.0)
+        self.position_resolution_nm = (float(resolution[0]), float(resolution[1]), float(resolution[2]))
+        self._files = self._discover()
+
+    @staticmethod
+    def _read_manifest(root: Path) -> dict[str, Any]:
+        path = root / "manifest.json"
+        if not path.exists():
+            return {}
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"{path}: invalid JSON ({exc})") from exc
+        return data
+
+    def _discover(self) -> dict[str, list[Path]]:
+        files: dict[str, list[Path]] = {}
+        for root in self.roots:
+            for entry in sorted(root.iterdir()):
+                if entry.name.startswith((".", "_")):
+                    continue
+                if entry.is_dir():
+                    parts = sorted(p for p in entry.iterdir() if _table_name(p) is not None and not p.name.startswith("."))
+                    if parts:
+                        files.setdefault(entry.name, []).extend(parts)
+                elif (name := _table_name(entry)) is not None:
+                    files.setdefault(name, []).append(entry)
+        return files
+
+    def tables(self) -> list[str]:
+        return sorted(self._files)
+
+    def files(self, table: str) -> list[Path]:
+        if table not in self._files:
+            raise TableNotFoundError(
+                f"table {table!r} is not in snapshot {', '.join(map(str, self.roots))} "
+                f"(has: {', '.join(self.tables()) or 'nothing'})"
+            )
+        return self._files[table]
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        frames = [coerce_wire(read_table_file(p), table) for p in self.files(table)]
+        if len(frames) == 1:
+            return frames[0]
+        try:
+            return pl.concat(frames, how="diagonal_relaxed")
+        except pl.exceptions.PolarsError as exc:
+            raise SourceError(f"table {table!r}: parts {self.files(table)} do not share a schema: {exc}") from exc
+
+    def _root_entry(self, path: Path, table: str) -> dict[str, Any]:
+        for root, manifest in zip(self.roots, self._manifests, strict=True):
+            if root in path.parents:
+                entry: dict[str, Any] = manifest.get("tables", {}).get(table, {})
+                return entry
+        return {}
+
+    def info(self, table: str) -> TableInfo:
+        """Origin per part file: declared in its root's manifest (per part or per table), else 'real'."""
+        parts = []
+        kind, source = "cave", "snapshot"
+        for path in self.files(table):
+            entry = self._root_entry(path, table)
+            rel = f"{table}/{path.name}" if path.parent.name == table else path.name
+            declared = next((p for p in entry.get("parts", []) if p.get("file") == rel), {})
+            origin = declared.get("origin") or entry.get("origin") or "real"
+            rows = declared.get("rows") or (entry.get("rows") if len(self.files(table)) == 1 else None)
+            parts.append(TablePart(name=rel, origin=origin, rows=rows if rows is not None else count_rows(path)))
+            kind = entry.get("kind", kind)
+            source = entry.get("source", source) if source == "snapshot" else source
+        return TableInfo(name=table, origin=least_real([p.origin for p in parts]), kind=kind,
+                         rows=sum(p.rows for p in parts), source=source, parts=tuple(parts))
+
+    def fingerprint(self) -> dict[str, Any]:
+        tables = {}
+        for table in self.tables():
+            files = self.files(table)
+            tables[table] = {
+                "rows": sum(count_rows(p) for p in files),
+                "sha256": [cached_sha256(p) for p in files],
+            }
+        return {
+            "kind": "snapshot",
+            "datastack": self.datastack,
+            "materialization_version": self.materialization_version,
+            "timestamp": self.timestamp,
+            "position_resolution_nm": list(self.position_resolution_nm),
+            "tables": tables,
+        }
