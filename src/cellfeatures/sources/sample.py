@@ -65,7 +65,7 @@ def sample_cells(committed: Path) -> pl.DataFrame:
 
 def _cache_key(committed: Path, spec: SyntheticSpec) -> str:
     manifest = (committed / "manifest.json").read_bytes()
-    blob = json.dumps({"spec": asdict(spec), "generator": GENERATOR_VERSION, "focus": EXTRA_FOCUS_CELLS}, sort_keys=True)
+    blob = json.dumps({"spec": asdict(spec), "generator": GENERATOR_VERSION, "layout": 2, "focus": EXTRA_FOCUS_CELLS}, sort_keys=True)
     return hashlib.sha256(manifest + blob.encode()).hexdigest()[:16]
 
 

@@ -389,7 +389,8 @@ def write_tables(tmp: Path, cells: pl.DataFrame, spec: SyntheticSpec, *, n_synap
     for k, (syn, tags) in enumerate(iter_synapse_chunks(cells, spec, n_synapses, anchor_mask)):
         syn.write_parquet(tmp / "synapses_pni_2" / f"synthetic-{k:05d}.parquet", compression="zstd",
                           row_group_size=256_000)
-        tags = tags.with_columns(pl.Series("id", np.arange(tag_rows + 1, tag_rows + tags.height + 1, dtype=np.int64)),
+        first = SYNAPSE_ID_BASE + tag_rows + 1  # own id range: never collides with real annotation ids
+        tags = tags.with_columns(pl.Series("id", np.arange(first, first + tags.height, dtype=np.int64)),
                                  pl.lit(True).alias("valid")).select("id", "valid", "target_id", "tag")
         tags.write_parquet(tmp / "synapse_target_predictions_ssa" / f"synthetic-{k:05d}.parquet",
                            compression="zstd", row_group_size=256_000)

@@ -1,0 +1,223 @@
+"""Command line: thin commands over the library. `cellfeatures --help` lists them."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cellfeatures.config import Config, default_config, load_config
+from cellfeatures.errors import CellFeaturesError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Versioned per-cell feature matrices for CAVE connectome datastacks (MICrONS minnie65).")
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config (default: configs/sample.toml)")]
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="feature-store root (default: the config's [store] root)")]
+
+
+def _config(path: Path | None) -> Config:
+    return load_config(path) if path else default_config()
+
+
+def _store(config: Config | None, store: Path | None) -> Any:
+    from cellfeatures.store import FeatureStore
+    return FeatureStore(store or (config.store_root if config else "features"))
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(code=2)
+
+
+def _build(config: Config, store: Path | None) -> Any:
+    from cellfeatures.store import FeatureStore
+    fs: FeatureStore = _store(config, store)
+    with console.status("building features") as status:
+        def progress(msg: str) -> None:
+            status.update(msg)
+            console.print(f"  [dim]·[/] {msg}")
+        return fs, fs.build(config, progress=progress)
+
+
+def _summary_table(manifest: dict[str, Any]) -> Table:
+    table = Table(title=f"feature version {manifest['version']}", title_justify="left")
+    for col in ("family", "features", "origin", "inputs", "seconds"):
+        table.add_column(col)
+    for family, info in manifest["families"].items():
+        names = [n for n, f in manifest["features"].items() if f["family"] == family]
+        origins = sorted({manifest["features"][n]["origin"] for n in names})
+        table.add_row(family, str(len(names)), "/".join(origins), ", ".join(info["inputs"]), f"{info['seconds']:.2f}")
+    return table
+
+
+@app.command()
+def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """The main job on the embedded sample (or a config): build the feature version and summarise it."""
+    try:
+        cfg = _config(config)
+        t0 = time.perf_counter()
+        console.print(f"[bold]cellfeatures run[/] — config {cfg.path}")
+        fs, result = _build(cfg, store)
+        m = result.manifest
+        console.print(_summary_table(m))
+        ident = m["identity"]
+        console.print(
+            f"cells {m['rows']:,} · attributable {ident['attributable']:,} · multi-soma {ident['multi_soma']:,} · "
+            f"no root {ident['missing_root']:,}"
+        )
+        real = [n for n, f in m["features"].items() if f["origin"] == "real"]
+        console.print(f"real-data features: {len(real)} of {len(m['features'])} "
+                      f"(the others are derived or synthetic; see `cellfeatures show {result.version[:8]}`)")
+        console.print(f"{'built' if result.created else 'already built (no-op)'}: {result.path}  "
+                      f"[{time.perf_counter() - t0:.1f} s]")
+    except CellFeaturesError as exc:
+        _fail(exc)
+
+
+@app.command()
+def build(config: ConfigOpt = None, store: StoreOpt = None,
+          set_: Annotated[list[str] | None, typer.Option("--set", help="override a value: features.x.y=VALUE (TOML)")] = None) -> None:
+    """Build (or find) the feature version of a config."""
+    import tomllib
+    try:
+        cfg = _config(config)
+        for item in set_ or []:
+            key, _, value = item.partition("=")
+            cfg = cfg.with_value(key.strip(), tomllib.loads(f"v = {value}")["v"])
+        _fs, result = _build(cfg, store)
+        console.print(("published " if result.created else "already built, nothing to do: ") + result.version)
+    except CellFeaturesError as exc:
+        _fail(exc)
+
+
+@app.command("list")
+def list_(store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Published feature versions."""
+    fs = _store(_config(config) if config else None, store)
+    rows = fs.list()
+    if not rows:
+        console.print(f"no versions in {fs.root}")
+        return
+    table = Table()
+    for col in rows[0]:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*[str(v) for v in r.values()])
+    console.print(table)
+
+
+@app.command()
+def show(version: Annotated[str, typer.Argument(help="version id, unique prefix or 'latest'")] = "latest",
+         store: StoreOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A version's manifest: inputs with origins, families, per-feature stats."""
+    try:
+        m = _store(None, store).manifest(version)
+    except CellFeaturesError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        console.print_json(json.dumps(m, default=str))
+        return
+    console.print(_summary_table(m))
+    inputs = Table(title="inputs", title_justify="left")
+    for col in ("table", "origin", "rows", "parts"):
+        inputs.add_column(col)
+    for name, info in m["inputs"].items():
+        parts = ", ".join(f"{p['name']} ({p['origin']}, {p['rows']:,})" for p in info["parts"]) if len(info["parts"]) > 1 else ""
+        inputs.add_row(name, info["origin"], f"{info['rows']:,}", parts)
+    console.print(inputs)
+    feats = Table(title="features", title_justify="left")
+    for col in ("feature", "family", "unit", "origin", "null %", "min", "max"):
+        feats.add_column(col)
+    for name, f in m["features"].items():
+        feats.add_row(name, f["family"], f["unit"], f["origin"], f"{100 * f['null_rate']:.1f}",
+                      _fmt(f.get("min")), _fmt(f.get("max")))
+    console.print(feats)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@app.command()
+def diff(a: str, b: str, store: StoreOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """What changed between two versions: cells, features, values, config, input tables."""
+    try:
+        d = _store(None, store).diff(a, b)
+    except CellFeaturesError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        console.print_json(json.dumps(d.as_dict(), default=str))
+        return
+    console.print(f"[bold]{d.a}[/] → [bold]{d.b}[/]")
+    console.print(f"cells: +{d.cells_added} −{d.cells_removed}, re-rooted {d.cells_rerooted}")
+    console.print(f"features: +{d.features_added or '[]'} −{d.features_removed or '[]'}")
+    for c in d.config_changes:
+        console.print(f"config {c['key']}: {c['a']!r} → {c['b']!r}")
+    if d.tables_changed:
+        console.print(f"input tables changed: {', '.join(d.tables_changed)}")
+    changed = d.changed_features
+    console.print(f"features with changed values: {len(changed)} of {len(d.drift)}")
+    for entry in changed:
+        extra = f", max |Δ| {entry['max_abs_change']:.4g}" if entry.get("max_abs_change") is not None else ""
+        console.print(f"  {entry['feature']}: {entry['changed']:,} cells{extra}")
+
+
+@app.command()
+def features(config: ConfigOpt = None) -> None:
+    """The feature catalogue of a config: every column with dtype, unit, family and meaning."""
+    from cellfeatures.pipelines import catalogue
+    cfg = _config(config)
+    table = Table(title=f"feature catalogue ({cfg.name})", title_justify="left")
+    for col in ("feature", "family", "dtype", "unit", "description"):
+        table.add_column(col)
+    for s in catalogue(cfg.features):
+        table.add_row(s.name, s.family, s.dtype, s.unit, s.description)
+    console.print(table)
+
+
+@app.command()
+def sample() -> None:
+    """The embedded sample's tables, with origin (real / derived / synthetic) and rows."""
+    from cellfeatures.sources.sample import SampleSource
+    src = SampleSource()
+    table = Table(title="embedded sample", title_justify="left")
+    for col in ("table", "origin", "kind", "rows", "source"):
+        table.add_column(col)
+    for name in src.tables():
+        info = src.info(name)
+        origin = info.origin if len({p.origin for p in info.parts}) <= 1 else \
+            " + ".join(f"{p.origin} {p.rows:,}" for p in info.parts)
+        table.add_row(name, origin, info.kind, f"{info.rows:,}", info.source[:70])
+    console.print(table)
+    console.print(f"committed: {src.committed_dir}\ngenerated: {src.synthetic_dir}")
+
+
+@app.command()
+def synthetic(out: Annotated[Path, typer.Option(help="snapshot directory to write")],
+              cells: Annotated[int, typer.Option(help="number of nuclei")] = 2_000,
+              synapses: Annotated[int, typer.Option(help="number of synapses")] = 200_000,
+              seed: int = 0, chunk_rows: int = 2_000_000) -> None:
+    """Write a synthetic snapshot of any size (partitioned synapses, bounded memory)."""
+    from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
+    t0 = time.perf_counter()
+    spec = SyntheticSpec(n_cells=cells, n_synapses=synapses, seed=seed, chunk_rows=chunk_rows)
+    path = write_synthetic_snapshot(spec, out)
+    rows = pl.scan_parquet(path / "synapses_pni_2" / "*.parquet").select(pl.len()).collect().item()
+    console.print(f"wrote {path} ({rows:,} synapses) in {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

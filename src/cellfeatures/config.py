@@ -1,0 +1,92 @@
+"""Build configuration: a TOML file with [source], [identity], [features.*] and [store].
+
+Only the [identity] and [features] sections shape the feature matrix, so only they (plus the source
+fingerprint and the pipeline code version) enter a feature version's hash; [store] paths do not.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from cellfeatures.errors import ConfigError
+
+KNOWN_SECTIONS = {"name", "description", "source", "identity", "features", "store", "datasets", "dataset"}
+KNOWN_FAMILIES = {"nucleus", "synapses", "functional", "proofreading", "external"}
+SOURCE_KINDS = {"sample", "snapshot", "synthetic", "cave"}
+
+
+@dataclass
+class Config:
+    name: str
+    source: dict[str, Any]
+    identity: dict[str, Any]
+    features: dict[str, Any]
+    store_root: str = "features"
+    datasets_root: str = "datasets"
+    path: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def feature_set(self) -> dict[str, Any]:
+        """The part of the config that determines the feature matrix (hashed into the version)."""
+        return {"identity": self.identity, "features": self.features}
+
+    def with_value(self, dotted: str, value: Any) -> Config:
+        """A copy with one value changed, e.g. with_value('features.synapses.soma_distance', False)."""
+        raw = copy.deepcopy(self.raw)
+        node = raw
+        keys = dotted.split(".")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+        return from_dict(raw, self.path)
+
+
+def from_dict(raw: dict[str, Any], path: Path | None = None) -> Config:
+    where = str(path) if path else "config"
+    unknown = set(raw) - KNOWN_SECTIONS
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}; expected {sorted(KNOWN_SECTIONS)}")
+    source = dict(raw.get("source", {"kind": "sample"}))
+    if source.get("kind") not in SOURCE_KINDS:
+        raise ConfigError(f"{where}: [source] kind must be one of {sorted(SOURCE_KINDS)}, got {source.get('kind')!r}")
+    features = dict(raw.get("features", {}))
+    bad = set(features) - KNOWN_FAMILIES
+    if bad:
+        raise ConfigError(f"{where}: unknown feature famil(ies) {sorted(bad)}; known: {sorted(KNOWN_FAMILIES)}")
+    if not features:
+        raise ConfigError(f"{where}: no [features.*] section: nothing to build")
+    identity = {"nucleus_table": "nucleus_detection_v0", **raw.get("identity", {})}
+    store = raw.get("store", {})
+    return Config(
+        name=str(raw.get("name", path.stem if path else "config")),
+        source=source, identity=identity, features=features,
+        store_root=str(store.get("root", "features")),
+        datasets_root=str(raw.get("datasets", {}).get("root", "datasets")),
+        path=path, raw=raw,
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    return from_dict(raw, path)
+
+
+def packaged_config_path(name: str = "sample") -> Path:
+    return Path(str(files("cellfeatures") / "configs" / f"{name}.toml"))
+
+
+def default_config() -> Config:
+    """configs/sample.toml of the working directory if present, else the copy inside the package."""
+    local = Path("configs") / "sample.toml"
+    return load_config(local if local.exists() else packaged_config_path("sample"))

@@ -1,0 +1,58 @@
+"""Per-version nucleus_id <-> root_id map with quality flags.
+
+Why: the cell is keyed by the stable nucleus id, but synapses, coregistration and proofreading are keyed
+by root ids that are valid for one materialization only. Three cases need care:
+- `root_id == 0`: the nucleus lies outside the segmentation; nothing root-keyed can be attributed to it.
+- several nuclei on one root: a merge error; root-keyed data cannot be split between the nuclei, so
+  synapse and functional features are not attributed (they stay null) and the cell is flagged.
+- roots without a nucleus (synapse partners that are fragments): flagged by `flag_roots_with_nucleus`.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from cellfeatures.errors import IdentityError
+
+
+def identity_map(nucleus: pl.DataFrame) -> pl.DataFrame:
+    """Canonical nucleus table -> one row per nucleus with root quality flags.
+
+    Columns: nucleus_id, root_id, pos_*_nm, volume_um3, nuclei_on_root (0 for root 0),
+    missing_root (root_id == 0), multi_soma (nuclei_on_root > 1), attributable (neither).
+    """
+    duplicated = nucleus.filter(pl.col("nucleus_id").is_duplicated())
+    if duplicated.height:
+        raise IdentityError(
+            f"nucleus table has {duplicated['nucleus_id'].n_unique()} duplicated nucleus ids, e.g. "
+            f"{duplicated['nucleus_id'].unique().sort().head(5).to_list()}"
+        )
+    per_root = pl.when(pl.col("root_id") != 0).then(pl.len().over("root_id")).otherwise(0).cast(pl.Int64)
+    return (
+        nucleus.with_columns(per_root.alias("nuclei_on_root"))
+        .with_columns(
+            (pl.col("root_id") == 0).alias("missing_root"),
+            (pl.col("nuclei_on_root") > 1).alias("multi_soma"),
+        )
+        .with_columns((~pl.col("missing_root") & ~pl.col("multi_soma")).alias("attributable"))
+        .sort("nucleus_id")
+    )
+
+
+def attributable_cells(identity: pl.DataFrame) -> pl.DataFrame:
+    """root_id -> nucleus_id (+ soma position) for cells whose root-keyed data can be attributed."""
+    return identity.filter(pl.col("attributable")).select("root_id", "nucleus_id", "pos_x_nm", "pos_y_nm", "pos_z_nm")
+
+
+def nucleus_roots(identity: pl.DataFrame) -> pl.DataFrame:
+    """Distinct non-zero roots that carry at least one nucleus."""
+    return identity.filter(~pl.col("missing_root")).select("root_id").unique().sort("root_id")
+
+
+def flag_roots_with_nucleus(frame: pl.LazyFrame, column: str, identity: pl.DataFrame,
+                            flag: str = "has_nucleus") -> pl.LazyFrame:
+    """Add a boolean `flag`: does the root in `column` carry a nucleus in this version?"""
+    roots = nucleus_roots(identity).lazy().with_columns(pl.lit(True).alias(flag))
+    return frame.join(roots, left_on=column, right_on="root_id", how="left").with_columns(
+        pl.col(flag).fill_null(False)
+    )

@@ -1,0 +1,102 @@
+"""External feature tables: any table keyed by nucleus id joins in as its own family.
+
+Declared in config, one block per table:
+
+    [features.external.somanuc]
+    table = "soma_nuc_features_v117"     # a table of the source, or `path = "file.parquet"`
+    key = "nucleus_id"
+    [features.external.somanuc.columns]  # source column = unit; output = <prefix>_<column>_<unit>
+    nucleus_volume = "um3"
+
+Output columns are `<prefix>_<column>_<unit>` (prefix defaults to the block name), so every name says its
+unit; an empty unit ("") leaves the name as is, for columns whose name already says their kind. A key that appears twice is an error naming the table and the keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cellfeatures.errors import ConfigError, SchemaError
+from cellfeatures.normalize import coerce_wire
+from cellfeatures.pipelines.base import BuildContext, FeatureSpec, with_family
+from cellfeatures.sources.snapshot import read_table_file
+
+FAMILY = "external"
+_DTYPES = {pl.Float64: "Float64", pl.Float32: "Float64", pl.Int64: "Int64", pl.Int32: "Int64", pl.UInt32: "Int64",
+           pl.Boolean: "Boolean", pl.String: "String"}
+
+
+def _blocks(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    for name, block in cfg.items():
+        if not isinstance(block, dict) or not isinstance(block.get("columns"), dict) or not block["columns"]:
+            raise ConfigError(f"[features.external.{name}] needs a non-empty [columns] table (column = unit)")
+        if not block.get("table") and not block.get("path"):
+            raise ConfigError(f"[features.external.{name}] needs `table` or `path`")
+    return cfg
+
+
+def output_name(block_name: str, block: dict[str, Any], column: str, unit: str) -> str:
+    prefix = block.get("prefix", block_name)
+    return f"{prefix}_{column}_{unit}" if unit else f"{prefix}_{column}"
+
+
+def features(cfg: dict[str, Any], dtypes: dict[str, dict[str, str]] | None = None) -> list[FeatureSpec]:
+    specs = []
+    for name, block in _blocks(cfg).items():
+        for column, unit in block["columns"].items():
+            dtype = (dtypes or {}).get(name, {}).get(column, "Float64")
+            specs.append(FeatureSpec(output_name(name, block, column, unit), dtype, unit or "unspecified",
+                                     f"{column} from external table {block.get('table') or block.get('path')}"))
+    return with_family(specs, FAMILY)
+
+
+def inputs(cfg: dict[str, Any]) -> list[str]:
+    return [b["table"] for b in _blocks(cfg).values() if b.get("table")]
+
+
+def _scan(ctx: BuildContext, block: dict[str, Any]) -> tuple[str, pl.LazyFrame]:
+    if block.get("table"):
+        return block["table"], ctx.scan(block["table"])
+    path = Path(block["path"])
+    if not path.exists():
+        raise ConfigError(f"external feature file {path} does not exist")
+    return str(path), coerce_wire(read_table_file(path), str(path))
+
+
+def column_dtypes(ctx: BuildContext, cfg: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The catalogue dtype of each declared column, from the table's schema."""
+    out: dict[str, dict[str, str]] = {}
+    for name, block in _blocks(cfg).items():
+        table, lf = _scan(ctx, block)
+        schema = lf.collect_schema()
+        out[name] = {}
+        for column in block["columns"]:
+            if column not in schema:
+                raise ConfigError(f"external table {table!r} has no column {column!r} (has: {', '.join(schema)})")
+            dtype = _DTYPES.get(schema[column])  # type: ignore[call-overload]
+            if dtype is None:
+                raise ConfigError(f"external table {table!r} column {column!r}: unsupported dtype {schema[column]}")
+            out[name][column] = dtype
+    return out
+
+
+def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
+    dtypes = column_dtypes(ctx, cfg)
+    out = ctx.identity.select("nucleus_id").lazy()
+    for name, block in _blocks(cfg).items():
+        table, lf = _scan(ctx, block)
+        key = block.get("key", "nucleus_id")
+        if key not in lf.collect_schema():
+            raise ConfigError(f"external table {table!r} has no key column {key!r}")
+        cols = [pl.col(c).cast(getattr(pl, dtypes[name][c])).alias(output_name(name, block, c, u))
+                for c, u in block["columns"].items()]
+        frame = lf.select(pl.col(key).cast(pl.Int64).alias("nucleus_id"), *cols).collect()
+        dupes = frame.filter(pl.col("nucleus_id").is_duplicated())["nucleus_id"].unique().sort()
+        if dupes.len():
+            raise SchemaError(table, f"- key column {key!r} is not unique: {dupes.len()} duplicated keys, "
+                                     f"e.g. {dupes.head(5).to_list()}")
+        out = out.join(frame.lazy(), on="nucleus_id", how="left")
+    return out

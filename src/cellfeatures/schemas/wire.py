@@ -1,0 +1,115 @@
+"""pandera models of CAVE tables in the wire dialect that every Source.scan returns.
+
+The dialect (normalize.coerce_wire) already absorbed the server's variations: unsplit `[x y z]`
+positions are split into `<name>_x/_y/_z` Float64, `'t'/'f'` strings are Booleans, ids are Int64. These
+models check what must hold on top: required columns, dtypes, unique annotation ids, tag vocabularies.
+Extra columns are allowed (`strict = False`): servers add book-keeping columns over time.
+"""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+
+
+class _Wire(pa.DataFrameModel):
+    class Config:
+        strict = False
+        coerce = True
+
+
+class _Annotation(_Wire):
+    id: int = pa.Field(unique=True)
+    valid: bool = pa.Field(nullable=True)
+
+
+class NucleusWire(_Annotation):
+    """nucleus_detection_v0: pt_root_id 0 = outside segmentation; volume in um^3."""
+
+    volume: float = pa.Field(nullable=True, ge=0)
+    pt_root_id: int = pa.Field(ge=0)
+    pt_position_x: float
+    pt_position_y: float
+    pt_position_z: float
+
+
+class CellTypeWire(_Annotation):
+    """Reference cell-type tables (manual or model): target_id = nucleus id."""
+
+    target_id: int
+    cell_type: str = pa.Field(nullable=True)
+
+
+class SynapseWire(_Annotation):
+    """synapses_pni_2."""
+
+    pre_pt_root_id: int = pa.Field(ge=0)
+    post_pt_root_id: int = pa.Field(ge=0)
+    size: int = pa.Field(ge=0, nullable=True)
+    ctr_pt_position_x: float = pa.Field(nullable=True)
+    ctr_pt_position_y: float = pa.Field(nullable=True)
+    ctr_pt_position_z: float = pa.Field(nullable=True)
+
+
+class SynapseTagWire(_Annotation):
+    """synapse_target_predictions_ssa: reference table on synapses (target_id = synapse id, one per synapse)."""
+
+    target_id: int = pa.Field(unique=True)
+    tag: str = pa.Field(isin=["spine", "shaft", "soma"])
+
+
+class FunctionalAreaWire(_Annotation):
+    """nucleus_functional_area_assignment: tag = area, value = distance to the area border (um)."""
+
+    target_id: int
+    tag: str = pa.Field(isin=["V1", "AL", "RL", "LM"])
+    value: float = pa.Field(nullable=True, ge=0)
+
+
+class CoregistrationWire(_Annotation):
+    """coregistration_manual_v4 / coregistration_auto_*: NOT a reference table; joined by root id."""
+
+    pt_root_id: int = pa.Field(ge=0)
+    session: int
+    scan_idx: int
+    unit_id: int
+
+
+class DigitalTwinWire(_Annotation):
+    """digital_twin_properties_bcm_coreg_*: per scan unit, with the root id of the same version."""
+
+    pt_root_id: int = pa.Field(ge=0)
+    session: int
+    scan_idx: int
+    unit_id: int
+    cc_abs: float = pa.Field(nullable=True)
+    cc_max: float = pa.Field(nullable=True)
+    cc_norm: float = pa.Field(nullable=True)
+    OSI: float = pa.Field(nullable=True)
+    DSI: float = pa.Field(nullable=True)
+    gOSI: float = pa.Field(nullable=True)
+    gDSI: float = pa.Field(nullable=True)
+    pref_ori: float = pa.Field(nullable=True, ge=0, le=360)
+    pref_dir: float = pa.Field(nullable=True, ge=0, le=360)
+
+
+class ProofreadingWire(_Annotation):
+    """proofreading_status_and_strategy: valid_id = root id when assessed; pt_root_id = now."""
+
+    valid_id: int
+    pt_root_id: int = pa.Field(ge=0)
+    status_dendrite: bool = pa.Field(nullable=True)
+    status_axon: bool = pa.Field(nullable=True)
+    strategy_dendrite: str = pa.Field(nullable=True)
+    strategy_axon: str = pa.Field(nullable=True)
+
+
+WIRE_MODELS: dict[str, type[_Wire]] = {
+    "nucleus": NucleusWire,
+    "cell_type": CellTypeWire,
+    "synapse": SynapseWire,
+    "synapse_tag": SynapseTagWire,
+    "functional_area": FunctionalAreaWire,
+    "coregistration": CoregistrationWire,
+    "digital_twin": DigitalTwinWire,
+    "proofreading": ProofreadingWire,
+}

@@ -1,0 +1,325 @@
+"""The versioned feature store: content-addressed, immutable, published atomically, explainable.
+
+Layout under the store root:
+
+    <root>/<version>/features.parquet   one row per nucleus (nucleus_id, root_id, features...)
+    <root>/<version>/manifest.json      provenance, per-column stats, inputs and their origins
+    <root>/.building-<version>-<pid>/   a build in progress (invisible to list/scan; removed on failure)
+
+A version id is the first 16 hex digits of SHA-256 over (source fingerprint, feature-set config,
+pipeline code version). Building the same inputs again finds the version and does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cellfeatures import PIPELINE_CODE_VERSION, __version__
+from cellfeatures.config import Config
+from cellfeatures.errors import StoreError, VersionNotFoundError
+from cellfeatures.identity import identity_map
+from cellfeatures.pipelines import FAMILIES, BuildContext, FeatureSpec
+from cellfeatures.pipelines.base import IDENTITY_TABLE
+from cellfeatures.pipelines import external as external_family
+from cellfeatures.pipelines.nucleus import load_identity_nucleus
+from cellfeatures.schemas import feature_matrix_schema, validate
+from cellfeatures.sources.base import Source, least_real
+
+FEATURES_FILE = "features.parquet"
+MANIFEST_FILE = "manifest.json"
+Progress = Callable[[str], None]
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def version_id(fingerprint: dict[str, Any], feature_set: dict[str, Any]) -> str:
+    """Content address of a feature version."""
+    return _hash({"source": fingerprint, "features": feature_set, "code": PIPELINE_CODE_VERSION})[:16]
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+@dataclass
+class BuildResult:
+    version: str
+    path: Path
+    created: bool          # False: the version existed, nothing was built
+    manifest: dict[str, Any]
+
+
+@dataclass
+class VersionDiff:
+    a: str
+    b: str
+    cells_added: int
+    cells_removed: int
+    cells_rerooted: int
+    features_added: list[str]
+    features_removed: list[str]
+    drift: list[dict[str, Any]]            # per common feature: changed count, max abs change
+    config_changes: list[dict[str, Any]]   # dotted key, value in a, value in b
+    tables_changed: list[str]              # source tables whose rows or checksums differ
+    examples: dict[str, list[int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    @property
+    def changed_features(self) -> list[dict[str, Any]]:
+        return [d for d in self.drift if d["changed"]]
+
+
+def _column_stats(df: pl.DataFrame, spec: FeatureSpec, origin: str) -> dict[str, Any]:
+    col = df[spec.name]
+    stats: dict[str, Any] = {
+        "dtype": spec.dtype, "unit": spec.unit, "family": spec.family, "origin": origin,
+        "description": spec.description,
+        "null_rate": round(col.null_count() / max(df.height, 1), 6),
+    }
+    if col.dtype.is_numeric() and col.drop_nulls().len():
+        stats["min"], stats["max"] = col.min(), col.max()
+    elif col.dtype == pl.String:
+        stats["n_unique"] = col.drop_nulls().n_unique()
+    elif col.dtype == pl.Boolean:
+        stats["true_rate"] = round(float(col.drop_nulls().mean() or 0.0), 6) if col.drop_nulls().len() else None
+    return stats
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            out.update(_flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+class FeatureStore:
+    """Python API over the store root: build, list, show, scan, load, diff."""
+
+    def __init__(self, root: str | os.PathLike[str] = "features") -> None:
+        self.root = Path(root)
+
+    # ------------------------------------------------------------ reading
+    def list(self) -> list[dict[str, Any]]:
+        """Published versions, oldest first, with a one-line summary each."""
+        if not self.root.exists():
+            return []
+        rows = []
+        for path in self.root.iterdir():
+            manifest_path = path / MANIFEST_FILE
+            if path.name.startswith(".") or not manifest_path.exists():
+                continue
+            m = json.loads(manifest_path.read_text())
+            rows.append({
+                "version": m["version"], "built_at": m["built_at"], "config": m["config"]["name"],
+                "source": m["source"]["kind"], "materialization_version": m["source"].get("materialization_version"),
+                "cells": m["rows"], "features": len(m["features"]),
+            })
+        return sorted(rows, key=lambda r: r["built_at"])
+
+    def resolve(self, version: str) -> str:
+        """Full version id from an id, a unique prefix, or 'latest'."""
+        versions = [r["version"] for r in self.list()]
+        if not versions:
+            raise VersionNotFoundError(f"the store {self.root} has no versions yet; run `cellfeatures build`")
+        if version == "latest":
+            return versions[-1]
+        matches = [v for v in versions if v.startswith(version)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise VersionNotFoundError(f"no version {version!r} in {self.root} (have: {', '.join(versions)})")
+        raise VersionNotFoundError(f"version prefix {version!r} is ambiguous: {', '.join(matches)}")
+
+    def path(self, version: str) -> Path:
+        return self.root / self.resolve(version)
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.path(version) / MANIFEST_FILE).read_text())
+        return data
+
+    def scan(self, version: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self.path(version) / FEATURES_FILE)
+
+    def load(self, version: str, columns: list[str] | None = None) -> pl.DataFrame:
+        lf = self.scan(version)
+        if columns is not None:
+            missing = [c for c in columns if c not in lf.collect_schema()]
+            if missing:
+                raise StoreError(f"version {self.resolve(version)} has no column(s) {missing}")
+            keys = [c for c in ("nucleus_id",) if c not in columns]
+            lf = lf.select(*keys, *columns)
+        return lf.collect()
+
+    # ------------------------------------------------------------ building
+    def build(self, config: Config, source: Source | None = None, progress: Progress | None = None) -> BuildResult:
+        """Build (or find) the feature version for this config. Atomic: all or nothing becomes visible."""
+        from cellfeatures.sources.factory import make_source
+
+        say = progress or (lambda _msg: None)
+        started = time.perf_counter()
+        source = source or make_source(config.source)
+        say(f"fingerprinting source {source.describe()}")
+        fingerprint = source.fingerprint()
+        version = version_id(fingerprint, config.feature_set())
+        final = self.root / version
+        if (final / MANIFEST_FILE).exists():
+            say(f"version {version} already built: nothing to do")
+            return BuildResult(version, final, False, json.loads((final / MANIFEST_FILE).read_text()))
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".building-{version}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        try:
+            manifest = self._build_into(tmp, version, config, source, fingerprint, say, started)
+            try:
+                os.rename(tmp, final)  # atomic publish
+            except OSError:
+                if (final / MANIFEST_FILE).exists():  # a concurrent build published the same version
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return BuildResult(version, final, False, json.loads((final / MANIFEST_FILE).read_text()))
+                raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        say(f"published version {version} ({manifest['rows']:,} cells, {len(manifest['features'])} features)")
+        return BuildResult(version, final, True, manifest)
+
+    def _build_into(self, tmp: Path, version: str, config: Config, source: Source, fingerprint: dict[str, Any],
+                    say: Progress, started: float) -> dict[str, Any]:
+        nucleus_table = config.identity["nucleus_table"]
+        say(f"identity: {nucleus_table}")
+        identity = identity_map(load_identity_nucleus(source, nucleus_table))
+        ctx = BuildContext(source=source, identity=identity)
+        family_dir = tmp / "families"
+        family_dir.mkdir()
+        specs: list[FeatureSpec] = []
+        family_inputs: dict[str, list[str]] = {}
+        family_seconds: dict[str, float] = {}
+        for name, module in FAMILIES.items():
+            if name not in config.features:
+                continue
+            cfg = config.features[name]
+            t0 = time.perf_counter()
+            say(f"family {name}")
+            before = set(ctx.used_tables)
+            if name == "external":
+                family_specs = external_family.features(cfg, external_family.column_dtypes(ctx, cfg))
+            else:
+                family_specs = module.features(cfg)
+            lf = module.build(ctx, cfg)
+            declared = ["nucleus_id", *[s.name for s in family_specs]]
+            got = lf.collect_schema().names()
+            if got != declared:
+                raise StoreError(f"family {name!r} produced columns {got}, catalogue declares {declared}")
+            lf.sink_parquet(family_dir / f"{name}.parquet", engine="streaming")
+            used = sorted(ctx.used_tables - before) + ([nucleus_table] if name == "nucleus" else [])
+            family_inputs[name] = used
+            specs += family_specs
+            family_seconds[name] = round(time.perf_counter() - t0, 3)
+
+        say("joining families and validating the matrix")
+        matrix = identity.select("nucleus_id", "root_id").lazy()
+        for name in family_inputs:
+            matrix = matrix.join(pl.scan_parquet(family_dir / f"{name}.parquet"), on="nucleus_id", how="left")
+        df = matrix.collect(engine="streaming").sort("nucleus_id")
+        df = validate(df, feature_matrix_schema({s.name: s.dtype for s in specs}), f"feature matrix {version}")
+        df.write_parquet(tmp / FEATURES_FILE, compression="zstd", statistics=True)
+        shutil.rmtree(family_dir)
+
+        all_inputs = sorted({nucleus_table, *[t for ts in family_inputs.values() for t in ts]})
+        infos = {t: source.info(t).as_dict() for t in all_inputs}
+        family_origin = {f: least_real([infos[t]["origin"] for t in ts]) for f, ts in family_inputs.items()}
+
+        def feature_origin(spec: FeatureSpec) -> str:
+            if not spec.inputs:
+                return family_origin[spec.family]
+            tables = [nucleus_table if t == IDENTITY_TABLE else t for t in spec.inputs]
+            return least_real([infos[t]["origin"] if t in infos else source.info(t).origin for t in tables])
+
+        manifest = {
+            "version": version,
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "cellfeatures_version": __version__,
+            "pipeline_code_version": PIPELINE_CODE_VERSION,
+            "config": {"name": config.name, "path": str(config.path) if config.path else None,
+                       **config.feature_set()},
+            "source": {k: v for k, v in fingerprint.items() if k != "tables"} | {"description": source.describe()},
+            "source_tables": fingerprint.get("tables", {}),
+            "inputs": infos,
+            "families": {f: {"inputs": family_inputs[f], "origin": family_origin[f], "seconds": family_seconds[f]}
+                         for f in family_inputs},
+            "rows": df.height,
+            "identity": {
+                "nuclei": identity.height,
+                "missing_root": int(identity["missing_root"].sum()),
+                "multi_soma": int(identity["multi_soma"].sum()),
+                "attributable": int(identity["attributable"].sum()),
+            },
+            "features": {s.name: _column_stats(df, s, feature_origin(s)) for s in specs},
+            "build_seconds": round(time.perf_counter() - started, 3),
+            "peak_rss_bytes": peak_rss_bytes(),
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        return manifest
+
+    # ------------------------------------------------------------ comparing
+    def diff(self, a: str, b: str, examples: int = 5) -> VersionDiff:
+        """What changed from version a to version b: cells, features, values, config, inputs."""
+        va, vb = self.resolve(a), self.resolve(b)
+        ma, mb = self.manifest(va), self.manifest(vb)
+        fa, fb = self.load(va), self.load(vb)
+        ids_a, ids_b = set(fa["nucleus_id"].to_list()), set(fb["nucleus_id"].to_list())
+        both = fa.join(fb, on="nucleus_id", how="inner", suffix="__b")
+        rerooted = both.filter(pl.col("root_id") != pl.col("root_id__b"))
+        cols_a = [c for c in fa.columns if c not in ("nucleus_id", "root_id")]
+        cols_b = [c for c in fb.columns if c not in ("nucleus_id", "root_id")]
+        drift = []
+        for col in [c for c in cols_a if c in cols_b]:
+            x, y = pl.col(col), pl.col(f"{col}__b")
+            same = (x == y).fill_null(False) | (x.is_null() & y.is_null())
+            changed = both.filter(~same)
+            entry: dict[str, Any] = {"feature": col, "changed": changed.height}
+            if both[col].dtype.is_numeric() and both[f"{col}__b"].dtype.is_numeric():
+                delta = both.select((x.cast(pl.Float64) - y.cast(pl.Float64)).abs().max()).item()
+                entry["max_abs_change"] = delta
+            entry["examples"] = changed["nucleus_id"].head(examples).to_list()
+            drift.append(entry)
+        flat_a, flat_b = _flatten(ma["config"]), _flatten(mb["config"])
+        config_changes = [
+            {"key": k, "a": flat_a.get(k), "b": flat_b.get(k)}
+            for k in sorted(set(flat_a) | set(flat_b)) if flat_a.get(k) != flat_b.get(k) and k != "path"
+        ]
+        ta, tb = ma.get("source_tables", {}), mb.get("source_tables", {})
+        tables_changed = sorted(t for t in set(ta) | set(tb) if ta.get(t) != tb.get(t))
+        return VersionDiff(
+            a=va, b=vb,
+            cells_added=len(ids_b - ids_a), cells_removed=len(ids_a - ids_b), cells_rerooted=rerooted.height,
+            features_added=[c for c in cols_b if c not in cols_a],
+            features_removed=[c for c in cols_a if c not in cols_b],
+            drift=drift, config_changes=config_changes, tables_changed=tables_changed,
+            examples={"added": sorted(ids_b - ids_a)[:examples], "removed": sorted(ids_a - ids_b)[:examples],
+                      "rerooted": rerooted["nucleus_id"].head(examples).to_list()},
+        )
