@@ -35,9 +35,23 @@ FUNC = "wiring_benchmark/sample_nodes.csv"
 
 # Soma/nucleus morphology columns kept in the external feature table (units in the manifest notes).
 SOMANUC_COLUMNS = [
-    "nucleus_id", "seg_id", "nucleus_volume", "nucleus_area", "nucleus_area_to_volume", "nucleus_fold_area",
-    "nucleus_fract_fold", "soma_volume", "soma_area", "soma_area_to_volume", "num_processes", "n_soma_syn",
-    "soma_syn_density", "nucleus_to_soma", "sum_proc_sdf", "max_sdf", "is_watertight",
+    "nucleus_id",
+    "seg_id",
+    "nucleus_volume",
+    "nucleus_area",
+    "nucleus_area_to_volume",
+    "nucleus_fold_area",
+    "nucleus_fract_fold",
+    "soma_volume",
+    "soma_area",
+    "soma_area_to_volume",
+    "num_processes",
+    "n_soma_syn",
+    "soma_syn_density",
+    "nucleus_to_soma",
+    "sum_proc_sdf",
+    "max_sdf",
+    "is_watertight",
 ]
 
 ATTRIBUTION = """# Attribution of the embedded sample
@@ -101,8 +115,10 @@ def build(real: Path, out: Path) -> dict:
         df.write_parquet(path, compression="zstd", compression_level=19, statistics=True)
         entry = {"file": rel, "rows": df.height, "sha256": file_sha256(path), **meta}
         if "trace" in meta:  # content checksum of the traced columns, recomputable from the inputs
-            entry["trace"] = {**meta["trace"],
-                              "checksum": frame_checksum(df.select(list(meta["trace"]["columns"].values())))}
+            entry["trace"] = {
+                **meta["trace"],
+                "checksum": frame_checksum(df.select(list(meta["trace"]["columns"].values()))),
+            }
         if part:
             tables.setdefault(name, {"parts": []})["parts"].append({"part": part, **entry})
         else:
@@ -135,19 +151,28 @@ def build(real: Path, out: Path) -> dict:
             nuc["nucleus_volume"].alias("volume"),
             pl.Series("pt_supervoxel_id", [None] * nuc.height, dtype=pl.Int64),
             nuc["pt_root_id"],
-            nuc["pt_position_x"], nuc["pt_position_y"], nuc["pt_position_z"],
+            nuc["pt_position_x"],
+            nuc["pt_position_y"],
+            nuc["pt_position_z"],
         ]
     )
-    write("nucleus_detection_v0", nucleus_table, {
-        "origin": "derived", "kind": "cave", "inputs": inputs(SOMANUC, MANUAL),
-        "source": "nucleus ids, volumes (um^3) and centroids of the Elabbady soma/nucleus table (v117 era)",
-        "notes": "pt_position = centroid in 64 nm units x16 (x, y) and 40 nm sections (z), i.e. 4x4x40 nm voxels; "
-                 "pt_root_id = the manual column table's root (~Dec 2024) for the 1,327 labelled nuclei, else the "
-                 "v117 seg_id (unchanged for unedited cells; multi-soma roots kept as in the source); "
-                 "supervoxel ids and created timestamps are unknown (null).",
-    })
-    positions = nucleus_table.select(pl.col("id").alias("target_id"), "pt_root_id",
-                                     "pt_position_x", "pt_position_y", "pt_position_z")
+    write(
+        "nucleus_detection_v0",
+        nucleus_table,
+        {
+            "origin": "derived",
+            "kind": "cave",
+            "inputs": inputs(SOMANUC, MANUAL),
+            "source": "nucleus ids, volumes (um^3) and centroids of the Elabbady soma/nucleus table (v117 era)",
+            "notes": "pt_position = centroid in 64 nm units x16 (x, y) and 40 nm sections (z), i.e. 4x4x40 nm voxels; "
+            "pt_root_id = the manual column table's root (~Dec 2024) for the 1,327 labelled nuclei, else the "
+            "v117 seg_id (unchanged for unedited cells; multi-soma roots kept as in the source); "
+            "supervoxel ids and created timestamps are unknown (null).",
+        },
+    )
+    positions = nucleus_table.select(
+        pl.col("id").alias("target_id"), "pt_root_id", "pt_position_x", "pt_position_y", "pt_position_z"
+    )
 
     def reference_table(target: pl.DataFrame) -> pl.DataFrame:
         """target has target_id, classification_system, cell_type (+ optional pt_root_id override)."""
@@ -155,76 +180,136 @@ def build(real: Path, out: Path) -> dict:
         if "pt_root_id_nucleus" in joined.columns:
             joined = joined.with_columns(pl.coalesce("pt_root_id", "pt_root_id_nucleus").alias("pt_root_id"))
         return pl.DataFrame(
-            [*_bookkeeping(joined.height), joined["target_id"], joined["classification_system"],
-             joined["cell_type"], pl.Series("pt_supervoxel_id", [None] * joined.height, dtype=pl.Int64),
-             joined["pt_root_id"].fill_null(0), joined["pt_position_x"], joined["pt_position_y"],
-             joined["pt_position_z"]]
+            [
+                *_bookkeeping(joined.height),
+                joined["target_id"],
+                joined["classification_system"],
+                joined["cell_type"],
+                pl.Series("pt_supervoxel_id", [None] * joined.height, dtype=pl.Int64),
+                joined["pt_root_id"].fill_null(0),
+                joined["pt_position_x"],
+                joined["pt_position_y"],
+                joined["pt_position_z"],
+            ]
         )
 
     # ---- allen_v1_column_types_slanted_ref (real labels, nucleus ids and roots)
-    system = {k: ("aibs_coarse_excitatory" if v.cell_class == EXC else "aibs_coarse_inhibitory")
-              for k, v in VOCABULARY.items() if v.cell_class in (EXC, INH)}
-    manual_ref = reference_table(manual.select(
-        pl.col("nucleus_id").alias("target_id"),
-        pl.col("cell_type").replace_strict(system, default=None).alias("classification_system"),
-        "cell_type", pl.col("segment_id").alias("pt_root_id"),
-    ).sort("target_id"))
-    write("allen_v1_column_types_slanted_ref", manual_ref, {
-        "origin": "real", "kind": "cave", "inputs": inputs(MANUAL),
-        "source": "CAVE allen_v1_column_types_slanted_ref via reimerlab/NEURD (minnie65_phase3_v1, ~Dec 2024)",
-        "trace": {"inputs": [MANUAL], "columns": {"nucleus_id": "target_id", "segment_id": "pt_root_id",
-                                                   "cell_type": "cell_type"}},
-        "notes": "annotation ids reconstructed (1..n); classification_system derived from cell_type "
-                 "(null for 'Unsure'); positions from nucleus_detection_v0 (null for the 30 nuclei it lacks).",
-    })
+    system = {
+        k: ("aibs_coarse_excitatory" if v.cell_class == EXC else "aibs_coarse_inhibitory")
+        for k, v in VOCABULARY.items()
+        if v.cell_class in (EXC, INH)
+    }
+    manual_ref = reference_table(
+        manual.select(
+            pl.col("nucleus_id").alias("target_id"),
+            pl.col("cell_type").replace_strict(system, default=None).alias("classification_system"),
+            "cell_type",
+            pl.col("segment_id").alias("pt_root_id"),
+        ).sort("target_id")
+    )
+    write(
+        "allen_v1_column_types_slanted_ref",
+        manual_ref,
+        {
+            "origin": "real",
+            "kind": "cave",
+            "inputs": inputs(MANUAL),
+            "source": "CAVE allen_v1_column_types_slanted_ref via reimerlab/NEURD (minnie65_phase3_v1, ~Dec 2024)",
+            "trace": {
+                "inputs": [MANUAL],
+                "columns": {"nucleus_id": "target_id", "segment_id": "pt_root_id", "cell_type": "cell_type"},
+            },
+            "notes": "annotation ids reconstructed (1..n); classification_system derived from cell_type "
+            "(null for 'Unsure'); positions from nucleus_detection_v0 (null for the 30 nuclei it lacks).",
+        },
+    )
 
     # ---- allen_column_mtypes_v2 (real m-types at v795; roots replaced by the sample's nucleus roots)
-    mt_ref = reference_table(mtypes.select(
-        pl.col("id").alias("target_id"), "classification_system", "cell_type").sort("target_id"))
-    write("allen_column_mtypes_v2", mt_ref, {
-        "origin": "real", "kind": "cave", "inputs": inputs(MTYPES),
-        "source": "CAVE allen_column_mtypes_v2 at v795 via lelabbady/Perisomatic_Based_CellTyping",
-        "trace": {"inputs": [MTYPES], "columns": {"id": "target_id", "classification_system":
-                                                  "classification_system", "cell_type": "cell_type"}},
-        "notes": "pt_root_id/positions from the sample's nucleus_detection_v0 (0/null where it lacks the nucleus).",
-    })
+    mt_ref = reference_table(
+        mtypes.select(pl.col("id").alias("target_id"), "classification_system", "cell_type").sort("target_id")
+    )
+    write(
+        "allen_column_mtypes_v2",
+        mt_ref,
+        {
+            "origin": "real",
+            "kind": "cave",
+            "inputs": inputs(MTYPES),
+            "source": "CAVE allen_column_mtypes_v2 at v795 via lelabbady/Perisomatic_Based_CellTyping",
+            "trace": {
+                "inputs": [MTYPES],
+                "columns": {
+                    "id": "target_id",
+                    "classification_system": "classification_system",
+                    "cell_type": "cell_type",
+                },
+            },
+            "notes": "pt_root_id/positions from the sample's nucleus_detection_v0 (0/null where it lacks the nucleus).",
+        },
+    )
 
     # ---- early soma/nucleus model predictions (real, v117 era)
-    early = reference_table(somanuc.select(
-        pl.col("nuc_id").alias("target_id"), pl.lit("soma_nuc_model_83_1").alias("classification_system"),
-        pl.col("cell_type_pred").alias("cell_type")).sort("target_id"))
-    write("soma_nuc_model_83_1_v117", early, {
-        "origin": "real", "kind": "cave", "inputs": inputs(SOMANUC),
-        "source": "Elabbady soma/nucleus model 83_1 predictions for 69,461 neurons (cortical-layers 0.2.2)",
-        "trace": {"inputs": [SOMANUC], "columns": {"nuc_id": "target_id", "cell_type_pred": "cell_type"}},
-        "notes": "Not a server table name (the closest public table of that era is "
-                 "allen_soma_coarse_cell_class_model_v1); written in CAVE reference-table wire format.",
-    })
+    early = reference_table(
+        somanuc.select(
+            pl.col("nuc_id").alias("target_id"),
+            pl.lit("soma_nuc_model_83_1").alias("classification_system"),
+            pl.col("cell_type_pred").alias("cell_type"),
+        ).sort("target_id")
+    )
+    write(
+        "soma_nuc_model_83_1_v117",
+        early,
+        {
+            "origin": "real",
+            "kind": "cave",
+            "inputs": inputs(SOMANUC),
+            "source": "Elabbady soma/nucleus model 83_1 predictions for 69,461 neurons (cortical-layers 0.2.2)",
+            "trace": {"inputs": [SOMANUC], "columns": {"nuc_id": "target_id", "cell_type_pred": "cell_type"}},
+            "notes": "Not a server table name (the closest public table of that era is "
+            "allen_soma_coarse_cell_class_model_v1); written in CAVE reference-table wire format.",
+        },
+    )
 
     # ---- external soma/nucleus morphology feature table (real)
-    write("soma_nuc_features_v117", somanuc.select(SOMANUC_COLUMNS).sort("nucleus_id"), {
-        "origin": "real", "kind": "external", "inputs": inputs(SOMANUC),
-        "source": "Elabbady soma/nucleus features (cortical-layers 0.2.2, v117 era)",
-        "trace": {"inputs": [SOMANUC], "columns": {c: c for c in SOMANUC_COLUMNS}},
-        "notes": "units: nucleus_volume um^3, nucleus_area um^2, nucleus_fold_area um^2, soma_volume nm^3, "
-                 "soma_area nm^2, soma_area_to_volume 1/nm, nucleus_to_soma ratio, n_soma_syn count, "
-                 "soma_syn_density count/nm^2; seg_id is the v117 root id.",
-    })
+    write(
+        "soma_nuc_features_v117",
+        somanuc.select(SOMANUC_COLUMNS).sort("nucleus_id"),
+        {
+            "origin": "real",
+            "kind": "external",
+            "inputs": inputs(SOMANUC),
+            "source": "Elabbady soma/nucleus features (cortical-layers 0.2.2, v117 era)",
+            "trace": {"inputs": [SOMANUC], "columns": {c: c for c in SOMANUC_COLUMNS}},
+            "notes": "units: nucleus_volume um^3, nucleus_area um^2, nucleus_fold_area um^2, soma_volume nm^3, "
+            "soma_area nm^2, soma_area_to_volume 1/nm, nucleus_to_soma ratio, n_soma_syn count, "
+            "soma_syn_density count/nm^2; seg_id is the v117 root id.",
+        },
+    )
 
     # ---- excitatory model types (derived: nucleus ids recovered by joining v117 root ids)
     exc = pl.read_csv(real / EXC_MODEL).drop("Unnamed: 0")
     single = somanuc.filter(pl.col("seg_id").is_unique()).select(pl.col("seg_id"), pl.col("nucleus_id"))
     exc_j = exc.join(single, left_on="pt_root_id", right_on="seg_id", how="inner")
-    exc_ref = reference_table(exc_j.select(
-        pl.col("nucleus_id").alias("target_id"), pl.lit("excitatory_neuron").alias("classification_system"),
-        "cell_type").sort("target_id"))
-    write("aibs_soma_nuc_metamodel_preds_v117", exc_ref, {
-        "origin": "derived", "kind": "cave", "inputs": inputs(EXC_MODEL, SOMANUC),
-        "source": "excitatory model cell types listed in nriedman/microns (probably "
-                  "aibs_soma_nuc_metamodel_preds_v117; unverified)",
-        "notes": f"{exc_j.height} of {exc.height} rows kept: nucleus ids recovered by joining pt_root_id to "
-                 "single-soma v117 seg_ids of the soma/nucleus table; excitatory types only.",
-    })
+    exc_ref = reference_table(
+        exc_j.select(
+            pl.col("nucleus_id").alias("target_id"),
+            pl.lit("excitatory_neuron").alias("classification_system"),
+            "cell_type",
+        ).sort("target_id")
+    )
+    write(
+        "aibs_soma_nuc_metamodel_preds_v117",
+        exc_ref,
+        {
+            "origin": "derived",
+            "kind": "cave",
+            "inputs": inputs(EXC_MODEL, SOMANUC),
+            "source": "excitatory model cell types listed in nriedman/microns (probably "
+            "aibs_soma_nuc_metamodel_preds_v117; unverified)",
+            "notes": f"{exc_j.height} of {exc.height} rows kept: nucleus ids recovered by joining pt_root_id to "
+            "single-soma v117 seg_ids of the soma/nucleus table; excitatory types only.",
+        },
+    )
 
     # ---- synapses_pni_2, real part: every input and output synapse of one column PTC interneuron
     syn = pl.concat([pl.read_ipc(real / SYN_PRE), pl.read_ipc(real / SYN_POST)]).unique("id").sort("id")
@@ -232,39 +317,80 @@ def build(real: Path, out: Path) -> dict:
     syn = _voxels(syn, "post_pt_position", ("post_pt_position_x", "post_pt_position_y", "post_pt_position_z"))
     syn = _voxels(syn, "ctr_pt_position", ("ctr_pt_position_x", "ctr_pt_position_y", "ctr_pt_position_z"))
     syn = syn.with_columns(pl.col("valid") == "t", pl.col("created").dt.cast_time_unit("us"))
-    write("synapses_pni_2", syn.select(
-        "id", "created", "superceded_id", "valid", "pre_pt_supervoxel_id", "pre_pt_root_id",
-        "post_pt_supervoxel_id", "post_pt_root_id", "size",
-        "pre_pt_position_x", "pre_pt_position_y", "pre_pt_position_z",
-        "post_pt_position_x", "post_pt_position_y", "post_pt_position_z",
-        "ctr_pt_position_x", "ctr_pt_position_y", "ctr_pt_position_z"), {
-        "origin": "real", "kind": "cave", "inputs": inputs(SYN_PRE, SYN_POST),
-        "source": "synapses_pni_2 rows of root 864691135101289504 via CAVEconnectome/MeshParty (~Jan 2025)",
-        "trace": {"inputs": [SYN_PRE, SYN_POST], "unique": "id",
-                  "columns": {"id": "id", "pre_pt_root_id": "pre_pt_root_id",
-                              "post_pt_root_id": "post_pt_root_id", "size": "size"}},
-        "notes": "positions converted from nm to 4x4x40 nm voxels (exact); valid 't' -> true.",
-    }, part="real-meshparty")
+    write(
+        "synapses_pni_2",
+        syn.select(
+            "id",
+            "created",
+            "superceded_id",
+            "valid",
+            "pre_pt_supervoxel_id",
+            "pre_pt_root_id",
+            "post_pt_supervoxel_id",
+            "post_pt_root_id",
+            "size",
+            "pre_pt_position_x",
+            "pre_pt_position_y",
+            "pre_pt_position_z",
+            "post_pt_position_x",
+            "post_pt_position_y",
+            "post_pt_position_z",
+            "ctr_pt_position_x",
+            "ctr_pt_position_y",
+            "ctr_pt_position_z",
+        ),
+        {
+            "origin": "real",
+            "kind": "cave",
+            "inputs": inputs(SYN_PRE, SYN_POST),
+            "source": "synapses_pni_2 rows of root 864691135101289504 via CAVEconnectome/MeshParty (~Jan 2025)",
+            "trace": {
+                "inputs": [SYN_PRE, SYN_POST],
+                "unique": "id",
+                "columns": {
+                    "id": "id",
+                    "pre_pt_root_id": "pre_pt_root_id",
+                    "post_pt_root_id": "post_pt_root_id",
+                    "size": "size",
+                },
+            },
+            "notes": "positions converted from nm to 4x4x40 nm voxels (exact); valid 't' -> true.",
+        },
+        part="real-meshparty",
+    )
 
     # ---- synapse_target_predictions_ssa, real part
     ssa = pl.read_csv(real / SSA).sort("synapse_id")
     ssa_t = pl.DataFrame([*_bookkeeping(ssa.height), ssa["synapse_id"].alias("target_id"), ssa["label"].alias("tag")])
-    write("synapse_target_predictions_ssa", ssa_t, {
-        "origin": "real", "kind": "cave", "inputs": inputs(SSA),
-        "source": "spine/shaft/soma predictions by synapse id via bdpedigo/testbed (model behind the SSA table)",
-        "trace": {"inputs": [SSA], "columns": {"synapse_id": "target_id", "label": "tag"}},
-        "notes": "annotation ids reconstructed; class probabilities dropped. These synapses are inputs onto "
-                 "cells outside the sample, so they reference synapse ids the sample does not hold.",
-    }, part="real-pedigo")
+    write(
+        "synapse_target_predictions_ssa",
+        ssa_t,
+        {
+            "origin": "real",
+            "kind": "cave",
+            "inputs": inputs(SSA),
+            "source": "spine/shaft/soma predictions by synapse id via bdpedigo/testbed (model behind the SSA table)",
+            "trace": {"inputs": [SSA], "columns": {"synapse_id": "target_id", "label": "tag"}},
+            "notes": "annotation ids reconstructed; class probabilities dropped. These synapses are inputs onto "
+            "cells outside the sample, so they reference synapse ids the sample does not hold.",
+        },
+        part="real-pedigo",
+    )
 
     # ---- functional node table (real, 50 rows; an external table, not a CAVE one)
     func = pl.read_csv(real / FUNC)
-    write("functional_nodes_ding2025", func, {
-        "origin": "real", "kind": "external", "inputs": inputs(FUNC),
-        "source": "50-row sample of the Ding et al. 2025 functional node table (hwilner benchmark repo)",
-        "trace": {"inputs": [FUNC], "columns": {c: c for c in func.columns}},
-        "notes": "positions in nm; pref_ori in degrees [0, 180).",
-    })
+    write(
+        "functional_nodes_ding2025",
+        func,
+        {
+            "origin": "real",
+            "kind": "external",
+            "inputs": inputs(FUNC),
+            "source": "50-row sample of the Ding et al. 2025 functional node table (hwilner benchmark repo)",
+            "trace": {"inputs": [FUNC], "columns": {c: c for c in func.columns}},
+            "notes": "positions in nm; pref_ori in degrees [0, 180).",
+        },
+    )
 
     manifest = {
         "name": "minnie65-sample",

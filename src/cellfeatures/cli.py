@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,13 +16,40 @@ from rich.table import Table
 from cellfeatures.config import Config, default_config, load_config
 from cellfeatures.errors import CellFeaturesError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Versioned per-cell feature matrices for CAVE connectome datastacks (MICrONS minnie65).")
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Versioned per-cell feature matrices for CAVE connectome datastacks (MICrONS minnie65).",
+)
+
+
+def _console(stderr: bool = False) -> Console:
+    """Terminal width on a TTY; wide lines when piped or written to a file (names stay whole)."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
+
+
+console = _console()
+err = _console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config (default: configs/sample.toml)")]
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="feature-store root (default: the config's [store] root)")]
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", help="feature-store root (default: the config's [store] root)")
+]
+
+
+KEY_COLUMNS = {"feature", "table", "version", "family"}
+
+
+def _table(columns: list[str] | tuple[str, ...], title: str | None = None) -> Table:
+    """A table whose cells fold instead of being cut with '…': names must stay copy-pasteable."""
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        if col in KEY_COLUMNS:  # identifiers are never wrapped: other columns give way
+            table.add_column(col, no_wrap=True, min_width=12)
+        else:
+            table.add_column(col, overflow="fold")
+    return table
 
 
 def _config(path: Path | None) -> Config:
@@ -30,6 +58,7 @@ def _config(path: Path | None) -> Config:
 
 def _store(config: Config | None, store: Path | None) -> Any:
     from cellfeatures.store import FeatureStore
+
     return FeatureStore(store or (config.store_root if config else "features"))
 
 
@@ -40,18 +69,19 @@ def _fail(exc: Exception) -> None:
 
 def _build(config: Config, store: Path | None) -> Any:
     from cellfeatures.store import FeatureStore
+
     fs: FeatureStore = _store(config, store)
     with console.status("building features") as status:
+
         def progress(msg: str) -> None:
             status.update(msg)
             console.print(f"  [dim]·[/] {msg}")
+
         return fs, fs.build(config, progress=progress)
 
 
 def _summary_table(manifest: dict[str, Any]) -> Table:
-    table = Table(title=f"feature version {manifest['version']}", title_justify="left")
-    for col in ("family", "features", "origin", "inputs", "seconds"):
-        table.add_column(col)
+    table = _table(("family", "features", "origin", "inputs", "seconds"), f"feature version {manifest['version']}")
     for family, info in manifest["families"].items():
         names = [n for n, f in manifest["features"].items() if f["family"] == family]
         origins = sorted({manifest["features"][n]["origin"] for n in names})
@@ -66,7 +96,7 @@ def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
         cfg = _config(config)
         t0 = time.perf_counter()
         console.print(f"[bold]cellfeatures run[/] — config {cfg.path}")
-        fs, result = _build(cfg, store)
+        _fs, result = _build(cfg, store)
         m = result.manifest
         console.print(_summary_table(m))
         ident = m["identity"]
@@ -75,19 +105,27 @@ def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
             f"no root {ident['missing_root']:,}"
         )
         real = [n for n, f in m["features"].items() if f["origin"] == "real"]
-        console.print(f"real-data features: {len(real)} of {len(m['features'])} "
-                      f"(the others are derived or synthetic; see `cellfeatures show {result.version[:8]}`)")
-        console.print(f"{'built' if result.created else 'already built (no-op)'}: {result.path}  "
-                      f"[{time.perf_counter() - t0:.1f} s]")
+        console.print(
+            f"real-data features: {len(real)} of {len(m['features'])} "
+            f"(the others are derived or synthetic; see `cellfeatures show {result.version[:8]}`)"
+        )
+        console.print(
+            f"{'built' if result.created else 'already built (no-op)'}: {result.path}  "
+            f"[{time.perf_counter() - t0:.1f} s]"
+        )
     except CellFeaturesError as exc:
         _fail(exc)
 
 
 @app.command()
-def build(config: ConfigOpt = None, store: StoreOpt = None,
-          set_: Annotated[list[str] | None, typer.Option("--set", help="override a value: features.x.y=VALUE (TOML)")] = None) -> None:
+def build(
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a value: features.x.y=VALUE (TOML)")] = None,
+) -> None:
     """Build (or find) the feature version of a config."""
     import tomllib
+
     try:
         cfg = _config(config)
         for item in set_ or []:
@@ -107,17 +145,18 @@ def list_(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     if not rows:
         console.print(f"no versions in {fs.root}")
         return
-    table = Table()
-    for col in rows[0]:
-        table.add_column(col)
+    table = _table(list(rows[0]))
     for r in rows:
         table.add_row(*[str(v) for v in r.values()])
     console.print(table)
 
 
 @app.command()
-def show(version: Annotated[str, typer.Argument(help="version id, unique prefix or 'latest'")] = "latest",
-         store: StoreOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show(
+    version: Annotated[str, typer.Argument(help="version id, unique prefix or 'latest'")] = "latest",
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """A version's manifest: inputs with origins, families, per-feature stats."""
     try:
         m = _store(None, store).manifest(version)
@@ -128,19 +167,26 @@ def show(version: Annotated[str, typer.Argument(help="version id, unique prefix 
         console.print_json(json.dumps(m, default=str))
         return
     console.print(_summary_table(m))
-    inputs = Table(title="inputs", title_justify="left")
-    for col in ("table", "origin", "rows", "parts"):
-        inputs.add_column(col)
+    inputs = _table(("table", "origin", "rows", "parts"), "inputs")
     for name, info in m["inputs"].items():
-        parts = ", ".join(f"{p['name']} ({p['origin']}, {p['rows']:,})" for p in info["parts"]) if len(info["parts"]) > 1 else ""
+        parts = (
+            ", ".join(f"{p['name']} ({p['origin']}, {p['rows']:,})" for p in info["parts"])
+            if len(info["parts"]) > 1
+            else ""
+        )
         inputs.add_row(name, info["origin"], f"{info['rows']:,}", parts)
     console.print(inputs)
-    feats = Table(title="features", title_justify="left")
-    for col in ("feature", "family", "unit", "origin", "null %", "min", "max"):
-        feats.add_column(col)
+    feats = _table(("feature", "family", "unit", "origin", "null %", "min", "max"), "features")
     for name, f in m["features"].items():
-        feats.add_row(name, f["family"], f["unit"], f["origin"], f"{100 * f['null_rate']:.1f}",
-                      _fmt(f.get("min")), _fmt(f.get("max")))
+        feats.add_row(
+            name,
+            f["family"],
+            f["unit"],
+            f["origin"],
+            f"{100 * f['null_rate']:.1f}",
+            _fmt(f.get("min")),
+            _fmt(f.get("max")),
+        )
     console.print(feats)
 
 
@@ -179,10 +225,9 @@ def diff(a: str, b: str, store: StoreOpt = None, as_json: Annotated[bool, typer.
 def features(config: ConfigOpt = None) -> None:
     """The feature catalogue of a config: every column with dtype, unit, family and meaning."""
     from cellfeatures.pipelines import catalogue
+
     cfg = _config(config)
-    table = Table(title=f"feature catalogue ({cfg.name})", title_justify="left")
-    for col in ("feature", "family", "dtype", "unit", "description"):
-        table.add_column(col)
+    table = _table(("feature", "family", "dtype", "unit", "description"), f"feature catalogue ({cfg.name})")
     for s in catalogue(cfg.features):
         table.add_row(s.name, s.family, s.dtype, s.unit, s.description)
     console.print(table)
@@ -192,26 +237,32 @@ def features(config: ConfigOpt = None) -> None:
 def sample() -> None:
     """The embedded sample's tables, with origin (real / derived / synthetic) and rows."""
     from cellfeatures.sources.sample import SampleSource
+
     src = SampleSource()
-    table = Table(title="embedded sample", title_justify="left")
-    for col in ("table", "origin", "kind", "rows", "source"):
-        table.add_column(col)
+    table = _table(("table", "origin", "kind", "rows", "source"), "embedded sample")
     for name in src.tables():
         info = src.info(name)
-        origin = info.origin if len({p.origin for p in info.parts}) <= 1 else \
-            " + ".join(f"{p.origin} {p.rows:,}" for p in info.parts)
+        origin = (
+            info.origin
+            if len({p.origin for p in info.parts}) <= 1
+            else " + ".join(f"{p.origin} {p.rows:,}" for p in info.parts)
+        )
         table.add_row(name, origin, info.kind, f"{info.rows:,}", info.source[:70])
     console.print(table)
     console.print(f"committed: {src.committed_dir}\ngenerated: {src.synthetic_dir}")
 
 
 @app.command()
-def synthetic(out: Annotated[Path, typer.Option(help="snapshot directory to write")],
-              cells: Annotated[int, typer.Option(help="number of nuclei")] = 2_000,
-              synapses: Annotated[int, typer.Option(help="number of synapses")] = 200_000,
-              seed: int = 0, chunk_rows: int = 2_000_000) -> None:
+def synthetic(
+    out: Annotated[Path, typer.Option(help="snapshot directory to write")],
+    cells: Annotated[int, typer.Option(help="number of nuclei")] = 2_000,
+    synapses: Annotated[int, typer.Option(help="number of synapses")] = 200_000,
+    seed: int = 0,
+    chunk_rows: int = 2_000_000,
+) -> None:
     """Write a synthetic snapshot of any size (partitioned synapses, bounded memory)."""
     from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
+
     t0 = time.perf_counter()
     spec = SyntheticSpec(n_cells=cells, n_synapses=synapses, seed=seed, chunk_rows=chunk_rows)
     path = write_synthetic_snapshot(spec, out)

@@ -64,10 +64,13 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> Config:
     store = raw.get("store", {})
     return Config(
         name=str(raw.get("name", path.stem if path else "config")),
-        source=source, identity=identity, features=features,
+        source=source,
+        identity=identity,
+        features=features,
         store_root=str(store.get("root", "features")),
         datasets_root=str(raw.get("datasets", {}).get("root", "datasets")),
-        path=path, raw=raw,
+        path=path,
+        raw=raw,
     )
 
 

@@ -49,10 +49,9 @@ def nucleus_roots(identity: pl.DataFrame) -> pl.DataFrame:
     return identity.filter(~pl.col("missing_root")).select("root_id").unique().sort("root_id")
 
 
-def flag_roots_with_nucleus(frame: pl.LazyFrame, column: str, identity: pl.DataFrame,
-                            flag: str = "has_nucleus") -> pl.LazyFrame:
+def flag_roots_with_nucleus(
+    frame: pl.LazyFrame, column: str, identity: pl.DataFrame, flag: str = "has_nucleus"
+) -> pl.LazyFrame:
     """Add a boolean `flag`: does the root in `column` carry a nucleus in this version?"""
     roots = nucleus_roots(identity).lazy().with_columns(pl.lit(True).alias(flag))
-    return frame.join(roots, left_on=column, right_on="root_id", how="left").with_columns(
-        pl.col(flag).fill_null(False)
-    )
+    return frame.join(roots, left_on=column, right_on="root_id", how="left").with_columns(pl.col(flag).fill_null(False))

@@ -32,12 +32,7 @@ def _bool_expr(name: str, dtype: pl.DataType) -> pl.Expr:
         return pl.col(name)
     if dtype == pl.String:
         text = pl.col(name).str.strip_chars()
-        return (
-            pl.when(text.is_in(_TRUE)).then(True)
-            .when(text.is_in(_FALSE)).then(False)
-            .otherwise(None)
-            .alias(name)
-        )
+        return pl.when(text.is_in(_TRUE)).then(True).when(text.is_in(_FALSE)).then(False).otherwise(None).alias(name)
     return pl.col(name).cast(pl.Boolean)
 
 
@@ -59,12 +54,29 @@ def _split_position(name: str, dtype: pl.DataType) -> list[pl.Expr]:
         values = pl.col(name).cast(pl.List(pl.Float64))
     elif dtype == pl.String:
         values = (
-            pl.col(name).str.strip_chars("[]() ").str.replace_all(r"[,\s]+", " ").str.split(" ")
+            pl.col(name)
+            .str.strip_chars("[]() ")
+            .str.replace_all(r"[,\s]+", " ")
+            .str.split(" ")
             .cast(pl.List(pl.Float64))
         )
     else:
         return []
     return [values.list.get(i, null_on_oob=True).alias(f"{name}_{axis}") for i, axis in enumerate(AXES)]
+
+
+FLOAT64_EXACT_INT = 2**53
+
+
+def _refuse_lossy_ids(lf: pl.LazyFrame, name: str, table: str) -> None:
+    """Root and supervoxel ids (~8.6e17) do not survive float64: refuse them rather than cast garbage."""
+    largest = lf.select(pl.col(name).abs().max()).collect().item()
+    if largest is not None and largest >= FLOAT64_EXACT_INT:
+        raise SourceError(
+            f"table {table!r}, column {name!r}: ids stored as floating point (max {largest:.0f}) have lost "
+            f"precision above 2**53 and cannot be trusted. Re-export the table with integer ids "
+            f"(pandas turns integer columns with missing values into float64; use the Int64 dtype)."
+        )
 
 
 def coerce_wire(lf: pl.LazyFrame, table: str) -> pl.LazyFrame:
@@ -76,10 +88,10 @@ def coerce_wire(lf: pl.LazyFrame, table: str) -> pl.LazyFrame:
     for name, dtype in schema.items():
         if name in drop:
             continue
-        if name.endswith("_position") and not _POSITION_SPLIT.match(name):
-            if isinstance(dtype, pl.List | pl.Array) or dtype == pl.String:
-                split.append(name)
-                continue
+        is_vector = isinstance(dtype, pl.List | pl.Array) or dtype == pl.String
+        if name.endswith("_position") and not _POSITION_SPLIT.match(name) and is_vector:
+            split.append(name)
+            continue
         if _BOOL_COLUMNS.match(name):
             exprs.append(_bool_expr(name, dtype))
         elif _TIME_COLUMNS.match(name):
@@ -88,6 +100,7 @@ def coerce_wire(lf: pl.LazyFrame, table: str) -> pl.LazyFrame:
             exprs.append(pl.col(name).cast(pl.Float64))
         elif _INT_COLUMNS.match(name) and dtype != pl.Int64:
             if dtype.is_float():
+                _refuse_lossy_ids(lf, name, table)
                 exprs.append(pl.col(name).cast(pl.Int64, strict=True))
             else:
                 exprs.append(pl.col(name).cast(pl.Int64, strict=False))
@@ -112,6 +125,7 @@ def positions_nm(prefix: str, resolution_nm: Sequence[float], out: str = "pos") 
 
 
 # ---------------------------------------------------------------- canonical forms (DESIGN §3)
+
 
 def canonical_nucleus(lf: pl.LazyFrame, resolution_nm: Sequence[float]) -> pl.LazyFrame:
     """nucleus_detection_v0 -> nucleus_id, root_id, pos_*_nm, volume_um3 (valid rows only)."""

@@ -12,6 +12,7 @@ pipeline code version). Building the same inputs again finds the version and doe
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -31,8 +32,8 @@ from cellfeatures.config import Config
 from cellfeatures.errors import StoreError, VersionNotFoundError
 from cellfeatures.identity import identity_map
 from cellfeatures.pipelines import FAMILIES, BuildContext, FeatureSpec
-from cellfeatures.pipelines.base import IDENTITY_TABLE
 from cellfeatures.pipelines import external as external_family
+from cellfeatures.pipelines.base import IDENTITY_TABLE
 from cellfeatures.pipelines.nucleus import load_identity_nucleus
 from cellfeatures.schemas import feature_matrix_schema, validate
 from cellfeatures.sources.base import Source, least_real
@@ -60,7 +61,7 @@ def peak_rss_bytes() -> int:
 class BuildResult:
     version: str
     path: Path
-    created: bool          # False: the version existed, nothing was built
+    created: bool  # False: the version existed, nothing was built
     manifest: dict[str, Any]
 
 
@@ -73,9 +74,9 @@ class VersionDiff:
     cells_rerooted: int
     features_added: list[str]
     features_removed: list[str]
-    drift: list[dict[str, Any]]            # per common feature: changed count, max abs change
-    config_changes: list[dict[str, Any]]   # dotted key, value in a, value in b
-    tables_changed: list[str]              # source tables whose rows or checksums differ
+    drift: list[dict[str, Any]]  # per common feature: changed count, max abs change
+    config_changes: list[dict[str, Any]]  # dotted key, value in a, value in b
+    tables_changed: list[str]  # source tables whose rows or checksums differ
     examples: dict[str, list[int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,7 +90,10 @@ class VersionDiff:
 def _column_stats(df: pl.DataFrame, spec: FeatureSpec, origin: str) -> dict[str, Any]:
     col = df[spec.name]
     stats: dict[str, Any] = {
-        "dtype": spec.dtype, "unit": spec.unit, "family": spec.family, "origin": origin,
+        "dtype": spec.dtype,
+        "unit": spec.unit,
+        "family": spec.family,
+        "origin": origin,
         "description": spec.description,
         "null_rate": round(col.null_count() / max(df.height, 1), 6),
     }
@@ -98,7 +102,8 @@ def _column_stats(df: pl.DataFrame, spec: FeatureSpec, origin: str) -> dict[str,
     elif col.dtype == pl.String:
         stats["n_unique"] = col.drop_nulls().n_unique()
     elif col.dtype == pl.Boolean:
-        stats["true_rate"] = round(float(col.drop_nulls().mean() or 0.0), 6) if col.drop_nulls().len() else None
+        present = col.drop_nulls()
+        stats["true_rate"] = round(present.sum() / present.len(), 6) if present.len() else None
     return stats
 
 
@@ -130,11 +135,17 @@ class FeatureStore:
             if path.name.startswith(".") or not manifest_path.exists():
                 continue
             m = json.loads(manifest_path.read_text())
-            rows.append({
-                "version": m["version"], "built_at": m["built_at"], "config": m["config"]["name"],
-                "source": m["source"]["kind"], "materialization_version": m["source"].get("materialization_version"),
-                "cells": m["rows"], "features": len(m["features"]),
-            })
+            rows.append(
+                {
+                    "version": m["version"],
+                    "built_at": m["built_at"],
+                    "config": m["config"]["name"],
+                    "source": m["source"]["kind"],
+                    "materialization_version": m["source"].get("materialization_version"),
+                    "cells": m["rows"],
+                    "features": len(m["features"]),
+                }
+            )
         return sorted(rows, key=lambda r: r["built_at"])
 
     def resolve(self, version: str) -> str:
@@ -161,7 +172,7 @@ class FeatureStore:
     def scan(self, version: str) -> pl.LazyFrame:
         return pl.scan_parquet(self.path(version) / FEATURES_FILE)
 
-    def load(self, version: str, columns: list[str] | None = None) -> pl.DataFrame:
+    def load(self, version: str, columns: builtins.list[str] | None = None) -> pl.DataFrame:
         lf = self.scan(version)
         if columns is not None:
             missing = [c for c in columns if c not in lf.collect_schema()]
@@ -207,8 +218,16 @@ class FeatureStore:
         say(f"published version {version} ({manifest['rows']:,} cells, {len(manifest['features'])} features)")
         return BuildResult(version, final, True, manifest)
 
-    def _build_into(self, tmp: Path, version: str, config: Config, source: Source, fingerprint: dict[str, Any],
-                    say: Progress, started: float) -> dict[str, Any]:
+    def _build_into(
+        self,
+        tmp: Path,
+        version: str,
+        config: Config,
+        source: Source,
+        fingerprint: dict[str, Any],
+        say: Progress,
+        started: float,
+    ) -> dict[str, Any]:
         nucleus_table = config.identity["nucleus_table"]
         say(f"identity: {nucleus_table}")
         identity = identity_map(load_identity_nucleus(source, nucleus_table))
@@ -264,13 +283,14 @@ class FeatureStore:
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "cellfeatures_version": __version__,
             "pipeline_code_version": PIPELINE_CODE_VERSION,
-            "config": {"name": config.name, "path": str(config.path) if config.path else None,
-                       **config.feature_set()},
+            "config": {"name": config.name, "path": str(config.path) if config.path else None, **config.feature_set()},
             "source": {k: v for k, v in fingerprint.items() if k != "tables"} | {"description": source.describe()},
             "source_tables": fingerprint.get("tables", {}),
             "inputs": infos,
-            "families": {f: {"inputs": family_inputs[f], "origin": family_origin[f], "seconds": family_seconds[f]}
-                         for f in family_inputs},
+            "families": {
+                f: {"inputs": family_inputs[f], "origin": family_origin[f], "seconds": family_seconds[f]}
+                for f in family_inputs
+            },
             "rows": df.height,
             "identity": {
                 "nuclei": identity.height,
@@ -310,16 +330,25 @@ class FeatureStore:
         flat_a, flat_b = _flatten(ma["config"]), _flatten(mb["config"])
         config_changes = [
             {"key": k, "a": flat_a.get(k), "b": flat_b.get(k)}
-            for k in sorted(set(flat_a) | set(flat_b)) if flat_a.get(k) != flat_b.get(k) and k != "path"
+            for k in sorted(set(flat_a) | set(flat_b))
+            if flat_a.get(k) != flat_b.get(k) and k != "path"
         ]
         ta, tb = ma.get("source_tables", {}), mb.get("source_tables", {})
         tables_changed = sorted(t for t in set(ta) | set(tb) if ta.get(t) != tb.get(t))
         return VersionDiff(
-            a=va, b=vb,
-            cells_added=len(ids_b - ids_a), cells_removed=len(ids_a - ids_b), cells_rerooted=rerooted.height,
+            a=va,
+            b=vb,
+            cells_added=len(ids_b - ids_a),
+            cells_removed=len(ids_a - ids_b),
+            cells_rerooted=rerooted.height,
             features_added=[c for c in cols_b if c not in cols_a],
             features_removed=[c for c in cols_a if c not in cols_b],
-            drift=drift, config_changes=config_changes, tables_changed=tables_changed,
-            examples={"added": sorted(ids_b - ids_a)[:examples], "removed": sorted(ids_a - ids_b)[:examples],
-                      "rerooted": rerooted["nucleus_id"].head(examples).to_list()},
+            drift=drift,
+            config_changes=config_changes,
+            tables_changed=tables_changed,
+            examples={
+                "added": sorted(ids_b - ids_a)[:examples],
+                "removed": sorted(ids_a - ids_b)[:examples],
+                "rerooted": rerooted["nucleus_id"].head(examples).to_list(),
+            },
         )

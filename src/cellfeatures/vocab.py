@@ -122,8 +122,10 @@ def harmonise_expr(raw: pl.Expr, level: str) -> pl.Expr:
     """Map a raw cell-type expression to one level; unknown spellings become null (see unmapped_values)."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-    table = {k: getattr(v, {"class": "cell_class", "subclass": "subclass", "type": "cell_type"}[level])
-             for k, v in VOCABULARY.items()}
+    table = {
+        k: getattr(v, {"class": "cell_class", "subclass": "subclass", "type": "cell_type"}[level])
+        for k, v in VOCABULARY.items()
+    }
     return raw.replace_strict(table, default=None, return_dtype=pl.String)
 
 

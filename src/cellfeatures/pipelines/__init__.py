@@ -17,7 +17,9 @@ FAMILIES: dict[str, ModuleType] = {
 }
 
 
-def catalogue(features_cfg: dict[str, Any], external_dtypes: dict[str, dict[str, str]] | None = None) -> list[FeatureSpec]:
+def catalogue(
+    features_cfg: dict[str, Any], external_dtypes: dict[str, dict[str, str]] | None = None
+) -> list[FeatureSpec]:
     """Every feature the enabled families produce, with dtype, unit, family and description."""
     specs: list[FeatureSpec] = []
     for name, module in FAMILIES.items():

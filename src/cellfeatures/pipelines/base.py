@@ -21,8 +21,8 @@ class FeatureSpec:
     """One column of the feature matrix, as the catalogue documents it."""
 
     name: str
-    dtype: str          # polars dtype name: Float64, Int64, Boolean, String
-    unit: str           # nm, um, um3, vx (voxels), count, fraction, deg, bool, category, ...
+    dtype: str  # polars dtype name: Float64, Int64, Boolean, String
+    unit: str  # nm, um, um3, vx (voxels), count, fraction, deg, bool, category, ...
     description: str
     family: str = ""
     #: source tables this feature is computed from, when narrower than its family's inputs; the
@@ -48,6 +48,18 @@ class BuildContext:
 
     def collect(self, table: str) -> pl.DataFrame:
         return self.scan(table).collect()
+
+
+def stable_mean(expr: pl.Expr) -> pl.Expr:
+    """Mean with a fixed summation order (values sorted within the group).
+
+    Why: a parallel group-by adds partial float sums in whatever order threads finish, so plain
+    `.mean()` can differ in the last bit between two runs on the same data. Feature versions must be
+    bit-for-bit reproducible (a rebuild or a diff must not report phantom drift). `sort().mean()` is
+    not enough: the optimizer drops a sort before an order-insensitive aggregation; imploding the
+    sorted values into a list pins the order (measured: 0 differences over shuffled inputs).
+    """
+    return expr.sort().implode().list.mean()
 
 
 def option(cfg: dict[str, Any], key: str, default: Any, family: str) -> Any:

@@ -9,7 +9,8 @@ Declared in config, one block per table:
     nucleus_volume = "um3"
 
 Output columns are `<prefix>_<column>_<unit>` (prefix defaults to the block name), so every name says its
-unit; an empty unit ("") leaves the name as is, for columns whose name already says their kind. A key that appears twice is an error naming the table and the keys.
+unit; an empty unit ("") leaves the name as is, for columns whose name already says their kind.
+A key that appears twice is an error naming the table and the keys.
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ from cellfeatures.pipelines.base import BuildContext, FeatureSpec, with_family
 from cellfeatures.sources.snapshot import read_table_file
 
 FAMILY = "external"
-_DTYPES = {pl.Float64: "Float64", pl.Float32: "Float64", pl.Int64: "Int64", pl.Int32: "Int64", pl.UInt32: "Int64",
-           pl.Boolean: "Boolean", pl.String: "String"}
+_DTYPES = {
+    pl.Float64: "Float64",
+    pl.Float32: "Float64",
+    pl.Int64: "Int64",
+    pl.Int32: "Int64",
+    pl.UInt32: "Int64",
+    pl.Boolean: "Boolean",
+    pl.String: "String",
+}
 
 
 def _blocks(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -48,8 +56,14 @@ def features(cfg: dict[str, Any], dtypes: dict[str, dict[str, str]] | None = Non
     for name, block in _blocks(cfg).items():
         for column, unit in block["columns"].items():
             dtype = (dtypes or {}).get(name, {}).get(column, "Float64")
-            specs.append(FeatureSpec(output_name(name, block, column, unit), dtype, unit or "unspecified",
-                                     f"{column} from external table {block.get('table') or block.get('path')}"))
+            specs.append(
+                FeatureSpec(
+                    output_name(name, block, column, unit),
+                    dtype,
+                    unit or "unspecified",
+                    f"{column} from external table {block.get('table') or block.get('path')}",
+                )
+            )
     return with_family(specs, FAMILY)
 
 
@@ -91,12 +105,16 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
         key = block.get("key", "nucleus_id")
         if key not in lf.collect_schema():
             raise ConfigError(f"external table {table!r} has no key column {key!r}")
-        cols = [pl.col(c).cast(getattr(pl, dtypes[name][c])).alias(output_name(name, block, c, u))
-                for c, u in block["columns"].items()]
+        cols = [
+            pl.col(c).cast(getattr(pl, dtypes[name][c])).alias(output_name(name, block, c, u))
+            for c, u in block["columns"].items()
+        ]
         frame = lf.select(pl.col(key).cast(pl.Int64).alias("nucleus_id"), *cols).collect()
         dupes = frame.filter(pl.col("nucleus_id").is_duplicated())["nucleus_id"].unique().sort()
         if dupes.len():
-            raise SchemaError(table, f"- key column {key!r} is not unique: {dupes.len()} duplicated keys, "
-                                     f"e.g. {dupes.head(5).to_list()}")
+            raise SchemaError(
+                table,
+                f"- key column {key!r} is not unique: {dupes.len()} duplicated keys, e.g. {dupes.head(5).to_list()}",
+            )
         out = out.join(frame.lazy(), on="nucleus_id", how="left")
     return out

@@ -25,22 +25,27 @@ AREAS = ("V1", "AL", "RL", "LM")
 def features(cfg: dict[str, Any]) -> list[FeatureSpec]:
     nuc = (IDENTITY_TABLE,)
     specs = [
-        FeatureSpec("pos_x_nm", "Float64", "nm", "nucleus position x (from the nucleus table, converted once to nm)",
-                    inputs=nuc),
-        FeatureSpec("pos_y_nm", "Float64", "nm", "nucleus position y (nm); y grows from pia towards white matter",
-                    inputs=nuc),
+        FeatureSpec(
+            "pos_x_nm", "Float64", "nm", "nucleus position x (from the nucleus table, converted once to nm)", inputs=nuc
+        ),
+        FeatureSpec(
+            "pos_y_nm", "Float64", "nm", "nucleus position y (nm); y grows from pia towards white matter", inputs=nuc
+        ),
         FeatureSpec("pos_z_nm", "Float64", "nm", "nucleus position z (nm)", inputs=nuc),
         FeatureSpec("nuc_volume_um3", "Float64", "um3", "nucleus volume from the nucleus table", inputs=nuc),
-        FeatureSpec("soma_depth_um", "Float64", "um", "cortical depth below pia of the nucleus (see depth_method)",
-                    inputs=nuc),
+        FeatureSpec(
+            "soma_depth_um", "Float64", "um", "cortical depth below pia of the nucleus (see depth_method)", inputs=nuc
+        ),
     ]
     area = option(cfg, "area_table", "", FAMILY)
     if area:
         specs += [
-            FeatureSpec("nuc_area", "String", "category", "visual area of the nucleus: V1, AL, RL or LM",
-                        inputs=(area,)),
-            FeatureSpec("nuc_area_border_dist_um", "Float64", "um", "distance to the nearest area border",
-                        inputs=(area,)),
+            FeatureSpec(
+                "nuc_area", "String", "category", "visual area of the nucleus: V1, AL, RL or LM", inputs=(area,)
+            ),
+            FeatureSpec(
+                "nuc_area_border_dist_um", "Float64", "um", "distance to the nearest area border", inputs=(area,)
+            ),
         ]
     return with_family(specs, FAMILY)
 
@@ -56,6 +61,7 @@ def depth_um(x_nm: np.ndarray, y_nm: np.ndarray, z_nm: np.ndarray, method: str) 
         import warnings
 
         from standard_transform import minnie_ds  # the field's own minnie65 transform
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             transform = minnie_ds.transform("nm")
@@ -70,7 +76,11 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
     method = option(cfg, "depth_method", "standard_transform", FAMILY)
     depth = depth_um(ident["pos_x_nm"].to_numpy(), ident["pos_y_nm"].to_numpy(), ident["pos_z_nm"].to_numpy(), method)
     out = ident.select(
-        "nucleus_id", "pos_x_nm", "pos_y_nm", "pos_z_nm", pl.col("volume_um3").alias("nuc_volume_um3"),
+        "nucleus_id",
+        "pos_x_nm",
+        "pos_y_nm",
+        "pos_z_nm",
+        pl.col("volume_um3").alias("nuc_volume_um3"),
         pl.Series("soma_depth_um", depth),
     ).lazy()
     area_table = option(cfg, "area_table", "", FAMILY)
@@ -78,9 +88,14 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
         raw = validate(ctx.collect(area_table), WIRE_MODELS["functional_area"], area_table)
         area = (
             raw.filter(pl.col("valid").fill_null(True))
-            .sort("id").group_by("target_id").last()  # the latest annotation per nucleus wins
-            .select(pl.col("target_id").alias("nucleus_id"), pl.col("tag").alias("nuc_area"),
-                    pl.col("value").cast(pl.Float64).alias("nuc_area_border_dist_um"))
+            .sort("id")
+            .group_by("target_id")
+            .last()  # the latest annotation per nucleus wins
+            .select(
+                pl.col("target_id").alias("nucleus_id"),
+                pl.col("tag").alias("nuc_area"),
+                pl.col("value").cast(pl.Float64).alias("nuc_area_border_dist_um"),
+            )
         )
         out = out.join(area.lazy(), on="nucleus_id", how="left")
     return out

@@ -21,20 +21,48 @@ FAMILY = "proofreading"
 
 def features(cfg: dict[str, Any]) -> list[FeatureSpec]:
     specs = [
-        FeatureSpec("qc_missing_root", "Boolean", "bool", "nucleus outside the segmentation (root id 0)", inputs=(IDENTITY_TABLE,)),
-        FeatureSpec("qc_nuclei_on_root", "Int64", "count", "nuclei sharing this root (>1 = merge error; 0 = no root)", inputs=(IDENTITY_TABLE,)),
-        FeatureSpec("qc_multi_soma", "Boolean", "bool", "several nuclei on the root: root-keyed features withheld", inputs=(IDENTITY_TABLE,)),
+        FeatureSpec(
+            "qc_missing_root",
+            "Boolean",
+            "bool",
+            "nucleus outside the segmentation (root id 0)",
+            inputs=(IDENTITY_TABLE,),
+        ),
+        FeatureSpec(
+            "qc_nuclei_on_root",
+            "Int64",
+            "count",
+            "nuclei sharing this root (>1 = merge error; 0 = no root)",
+            inputs=(IDENTITY_TABLE,),
+        ),
+        FeatureSpec(
+            "qc_multi_soma",
+            "Boolean",
+            "bool",
+            "several nuclei on the root: root-keyed features withheld",
+            inputs=(IDENTITY_TABLE,),
+        ),
     ]
     if option(cfg, "table", "proofreading_status_and_strategy", FAMILY):
         specs += [
             FeatureSpec("proof_assessed", "Boolean", "bool", "the root is listed in the proofreading table"),
             FeatureSpec("proof_status_dendrite", "Boolean", "bool", "dendrite proofread (null if not assessed)"),
             FeatureSpec("proof_status_axon", "Boolean", "bool", "axon proofread (null if not assessed)"),
-            FeatureSpec("proof_strategy_dendrite", "String", "category",
-                        "dendrite strategy: none, dendrite_clean, dendrite_extended"),
-            FeatureSpec("proof_strategy_axon", "String", "category",
-                        "axon strategy: none, axon_partially_extended, axon_fully_extended, axon_interareal"),
-            FeatureSpec("proof_root_changed", "Boolean", "bool", "root changed since assessment (valid_id != pt_root_id)"),
+            FeatureSpec(
+                "proof_strategy_dendrite",
+                "String",
+                "category",
+                "dendrite strategy: none, dendrite_clean, dendrite_extended",
+            ),
+            FeatureSpec(
+                "proof_strategy_axon",
+                "String",
+                "category",
+                "axon strategy: none, axon_partially_extended, axon_fully_extended, axon_interareal",
+            ),
+            FeatureSpec(
+                "proof_root_changed", "Boolean", "bool", "root changed since assessment (valid_id != pt_root_id)"
+            ),
         ]
     return with_family(specs, FAMILY)
 
@@ -57,9 +85,12 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
         raw = validate(ctx.collect(table), WIRE_MODELS["proofreading"], table)
         status = (
             raw.filter(pl.col("valid").fill_null(True) & (pl.col("pt_root_id") != 0))
-            .sort("id").group_by("pt_root_id").last()  # latest assessment of a root wins
+            .sort("id")
+            .group_by("pt_root_id")
+            .last()  # latest assessment of a root wins
             .select(
-                pl.col("pt_root_id").alias("root_id"), pl.lit(True).alias("proof_assessed"),
+                pl.col("pt_root_id").alias("root_id"),
+                pl.lit(True).alias("proof_assessed"),
                 pl.col("status_dendrite").alias("proof_status_dendrite"),
                 pl.col("status_axon").alias("proof_status_axon"),
                 pl.col("strategy_dendrite").alias("proof_strategy_dendrite"),

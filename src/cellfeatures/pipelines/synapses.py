@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from cellfeatures.normalize import canonical_cell_types, canonical_synapse_tags, canonical_synapses
-from cellfeatures.pipelines.base import BuildContext, FeatureSpec, option, with_family
+from cellfeatures.pipelines.base import BuildContext, FeatureSpec, option, stable_mean, with_family
 from cellfeatures.schemas import WIRE_MODELS, validate
 from cellfeatures.vocab import EXC, INH, harmonise_expr
 
@@ -42,29 +42,63 @@ def _direction_specs(d: str, with_tags: bool, with_partner_labels: bool, with_po
         FeatureSpec(f"syn_{d}_size_sum_vx", "Int64", "vx", f"summed cleft size of {what} synapses"),
         FeatureSpec(f"syn_{d}_partners", "Int64", "count", f"distinct {partner} partner roots"),
         FeatureSpec(f"syn_{d}_per_partner", "Float64", "ratio", f"{what} synapses per distinct partner"),
-        FeatureSpec(f"syn_{d}_frac_partners_with_nucleus", "Float64", "fraction",
-                    f"fraction of distinct {partner} partners whose root carries a nucleus"),
+        FeatureSpec(
+            f"syn_{d}_frac_partners_with_nucleus",
+            "Float64",
+            "fraction",
+            f"fraction of distinct {partner} partners whose root carries a nucleus",
+        ),
     ]
     if with_tags:
-        specs.append(FeatureSpec(f"syn_{d}_frac_tagged", "Float64", "fraction",
-                                 f"fraction of {what} synapses with a spine/shaft/soma prediction"))
-        specs += [FeatureSpec(f"syn_{d}_frac_{t}", "Float64", "fraction",
-                              f"fraction of tagged {what} synapses whose postsynaptic target is {t}") for t in TAGS]
+        specs.append(
+            FeatureSpec(
+                f"syn_{d}_frac_tagged",
+                "Float64",
+                "fraction",
+                f"fraction of {what} synapses with a spine/shaft/soma prediction",
+            )
+        )
+        specs += [
+            FeatureSpec(
+                f"syn_{d}_frac_{t}",
+                "Float64",
+                "fraction",
+                f"fraction of tagged {what} synapses whose postsynaptic target is {t}",
+            )
+            for t in TAGS
+        ]
     if with_partner_labels:
         specs += [
-            FeatureSpec(f"syn_{d}_frac_partner_labelled", "Float64", "fraction",
-                        f"fraction of {what} synapses whose partner has a class in the partner label table"),
-            FeatureSpec(f"syn_{d}_frac_exc", "Float64", "fraction",
-                        f"fraction of class-labelled {what} synapses whose partner is excitatory"),
-            FeatureSpec(f"syn_{d}_frac_inh", "Float64", "fraction",
-                        f"fraction of class-labelled {what} synapses whose partner is inhibitory"),
+            FeatureSpec(
+                f"syn_{d}_frac_partner_labelled",
+                "Float64",
+                "fraction",
+                f"fraction of {what} synapses whose partner has a class in the partner label table",
+            ),
+            FeatureSpec(
+                f"syn_{d}_frac_exc",
+                "Float64",
+                "fraction",
+                f"fraction of class-labelled {what} synapses whose partner is excitatory",
+            ),
+            FeatureSpec(
+                f"syn_{d}_frac_inh",
+                "Float64",
+                "fraction",
+                f"fraction of class-labelled {what} synapses whose partner is inhibitory",
+            ),
         ]
     if with_positions:
         specs += [
-            FeatureSpec(f"syn_{d}_soma_dist_mean_um", "Float64", "um",
-                        f"mean straight-line distance of {what} synapses from the nucleus"),
-            FeatureSpec(f"syn_{d}_soma_dist_p90_um", "Float64", "um",
-                        f"90th percentile (linear interpolation) of that distance"),
+            FeatureSpec(
+                f"syn_{d}_soma_dist_mean_um",
+                "Float64",
+                "um",
+                f"mean straight-line distance of {what} synapses from the nucleus",
+            ),
+            FeatureSpec(
+                f"syn_{d}_soma_dist_p90_um", "Float64", "um", "90th percentile (linear interpolation) of that distance"
+            ),
         ]
     return specs
 
@@ -78,8 +112,15 @@ def features(cfg: dict[str, Any]) -> list[FeatureSpec]:
 
 
 def inputs(cfg: dict[str, Any]) -> list[str]:
-    return [t for t in (option(cfg, "synapse_table", "synapses_pni_2", FAMILY), option(cfg, "target_table", "", FAMILY),
-                        option(cfg, "partner_label_table", "", FAMILY)) if t]
+    return [
+        t
+        for t in (
+            option(cfg, "synapse_table", "synapses_pni_2", FAMILY),
+            option(cfg, "target_table", "", FAMILY),
+            option(cfg, "partner_label_table", "", FAMILY),
+        )
+        if t
+    ]
 
 
 def partner_classes(labels: pl.LazyFrame, identity: pl.DataFrame) -> pl.LazyFrame:
@@ -109,13 +150,15 @@ def clean_synapses(synapses: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _aggregate(syn: pl.LazyFrame, cells: pl.LazyFrame, d: str, with_tags: bool, with_labels: bool,
-               with_positions: bool) -> pl.LazyFrame:
+def _aggregate(
+    syn: pl.LazyFrame, cells: pl.LazyFrame, d: str, with_tags: bool, with_labels: bool, with_positions: bool
+) -> pl.LazyFrame:
     own, other = DIRECTIONS[d]
     p = f"syn_{d}_"
     s = syn.join(cells, left_on=own, right_on="root_id", how="inner").rename({other: "partner"})
     aggs: list[pl.Expr] = [
         pl.len().cast(pl.Int64).alias(f"{p}count"),
+        # sizes are integers: their float sum is exact below 2**53, so the mean is order-independent
         pl.col("size_vx").cast(pl.Float64).mean().alias(f"{p}size_mean_vx"),
         pl.col("size_vx").cast(pl.Float64).median().alias(f"{p}size_median_vx"),
         pl.col("size_vx").sum().cast(pl.Int64).alias(f"{p}size_sum_vx"),
@@ -132,10 +175,15 @@ def _aggregate(syn: pl.LazyFrame, cells: pl.LazyFrame, d: str, with_tags: bool, 
             (pl.col("partner_class") == INH).sum().cast(pl.Int64).alias("_inh"),
         ]
     if with_positions:
-        dist = (((pl.col("ctr_x_nm") - pl.col("pos_x_nm")) ** 2 + (pl.col("ctr_y_nm") - pl.col("pos_y_nm")) ** 2
-                 + (pl.col("ctr_z_nm") - pl.col("pos_z_nm")) ** 2).sqrt() / 1000.0)
-        aggs += [dist.mean().alias(f"{p}soma_dist_mean_um"),
-                 dist.quantile(0.9, interpolation="linear").alias(f"{p}soma_dist_p90_um")]
+        dist = (
+            (pl.col("ctr_x_nm") - pl.col("pos_x_nm")) ** 2
+            + (pl.col("ctr_y_nm") - pl.col("pos_y_nm")) ** 2
+            + (pl.col("ctr_z_nm") - pl.col("pos_z_nm")) ** 2
+        ).sqrt() / 1000.0
+        aggs += [
+            stable_mean(dist).alias(f"{p}soma_dist_mean_um"),
+            dist.quantile(0.9, interpolation="linear").alias(f"{p}soma_dist_p90_um"),
+        ]
     count = pl.col(f"{p}count").cast(pl.Float64)
     derived: list[pl.Expr] = [
         (count / pl.col(f"{p}partners")).alias(f"{p}per_partner"),
@@ -183,10 +231,12 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
     frames = []
     for d, (_own, other) in DIRECTIONS.items():
         side = syn.join(roots_with_nucleus, left_on=other, right_on="root_id", how="left").with_columns(
-            pl.col("partner_has_nucleus").fill_null(False))
+            pl.col("partner_has_nucleus").fill_null(False)
+        )
         if label_table:
-            side = side.join(partner_classes(ctx.scan(label_table), ctx.identity), left_on=other,
-                             right_on="root_id", how="left")
+            side = side.join(
+                partner_classes(ctx.scan(label_table), ctx.identity), left_on=other, right_on="root_id", how="left"
+            )
         frames.append(_aggregate(side, cells, d, bool(tag_table), bool(label_table), with_positions))
 
     # Attributable cells without any synapse have measured zero counts; the rest stay null.

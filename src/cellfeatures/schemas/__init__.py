@@ -10,5 +10,12 @@ from cellfeatures.schemas.canonical import (
 from cellfeatures.schemas.validate import validate
 from cellfeatures.schemas.wire import WIRE_MODELS
 
-__all__ = ["WIRE_MODELS", "CellTypeCanonical", "NucleusCanonical", "SynapseCanonical", "SynapseTagCanonical",
-           "feature_matrix_schema", "validate"]
+__all__ = [
+    "WIRE_MODELS",
+    "CellTypeCanonical",
+    "NucleusCanonical",
+    "SynapseCanonical",
+    "SynapseTagCanonical",
+    "feature_matrix_schema",
+    "validate",
+]

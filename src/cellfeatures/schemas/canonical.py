@@ -42,8 +42,13 @@ class SynapseTagCanonical(_Canonical):
 
 
 _PANDERA_DTYPES: dict[str, Any] = {
-    "Int64": pl.Int64, "Int32": pl.Int32, "UInt32": pl.UInt32, "Float64": pl.Float64, "Float32": pl.Float32,
-    "Boolean": pl.Boolean, "String": pl.String,
+    "Int64": pl.Int64,
+    "Int32": pl.Int32,
+    "UInt32": pl.UInt32,
+    "Float64": pl.Float64,
+    "Float32": pl.Float32,
+    "Boolean": pl.Boolean,
+    "String": pl.String,
 }
 
 
@@ -62,7 +67,12 @@ def feature_matrix_schema(columns: dict[str, str]) -> pa.DataFrameSchema:
             continue
         checks = []
         if dtype in ("Float64", "Float32"):
-            checks.append(pa.Check(lambda data: data.lazyframe.select(pl.col(data.key).is_nan().not_()),
-                                   name="not_nan", element_wise=False))
+            checks.append(
+                pa.Check(
+                    lambda data: data.lazyframe.select(pl.col(data.key).is_nan().not_()),
+                    name="not_nan",
+                    element_wise=False,
+                )
+            )
         cols[name] = pa.Column(_PANDERA_DTYPES[dtype], nullable=True, checks=checks)
     return pa.DataFrameSchema(cols, strict=True, coerce=False, name="feature_matrix")

@@ -37,8 +37,21 @@ def _format_failures(df: pl.DataFrame, cases: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _required_columns(schema: Any) -> list[str]:
+    resolved = schema.to_schema() if hasattr(schema, "to_schema") else schema
+    return [name for name, column in resolved.columns.items() if getattr(column, "required", True)]
+
+
 def validate(df: pl.DataFrame, schema: Any, table: str) -> pl.DataFrame:
     """Validate collected data against a DataFrameModel class or DataFrameSchema; raise SchemaError."""
+    # pandera's polars backend fails with a bare ColumnNotFoundError when coercing a missing column,
+    # so missing columns are reported here first, all of them at once.
+    missing = [c for c in _required_columns(schema) if c not in df.columns]
+    if missing:
+        raise SchemaError(
+            table,
+            "\n".join(f"- missing column {c!r}" for c in missing) + f"\n  (columns present: {', '.join(df.columns)})",
+        )
     try:
         validated: pl.DataFrame = schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:

@@ -48,7 +48,10 @@ class TableInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "origin": self.origin, "kind": self.kind, "rows": self.rows,
+            "name": self.name,
+            "origin": self.origin,
+            "kind": self.kind,
+            "rows": self.rows,
             "source": self.source,
             "parts": [{"name": p.name, "origin": p.origin, "rows": p.rows} for p in self.parts],
         }

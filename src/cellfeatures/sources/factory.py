@@ -12,19 +12,25 @@ def make_source(cfg: dict[str, Any]) -> Source:
     kind = cfg.get("kind", "sample")
     if kind == "sample":
         from cellfeatures.sources.sample import SampleSource
+
         return SampleSource(cache_dir=cfg.get("cache_dir"))
     if kind == "snapshot":
         from cellfeatures.sources.snapshot import SnapshotSource
+
         paths = cfg.get("paths") or ([cfg["path"]] if cfg.get("path") else [])
         if not paths:
             raise ConfigError("[source] kind = 'snapshot' needs `path` (a directory of table files)")
         resolution = cfg.get("position_resolution_nm")
-        return SnapshotSource(*paths, datastack=cfg.get("datastack"),
-                              materialization_version=cfg.get("materialization_version"),
-                              timestamp=cfg.get("timestamp"),
-                              position_resolution_nm=tuple(resolution) if resolution else None)
+        return SnapshotSource(
+            *paths,
+            datastack=cfg.get("datastack"),
+            materialization_version=cfg.get("materialization_version"),
+            timestamp=cfg.get("timestamp"),
+            position_resolution_nm=tuple(resolution) if resolution else None,
+        )
     if kind == "synthetic":
         from cellfeatures.sources.synthetic import SyntheticSource, SyntheticSpec
+
         params = {k: v for k, v in cfg.items() if k not in ("kind", "cache_dir")}
         try:
             spec = SyntheticSpec(**params)
@@ -33,5 +39,6 @@ def make_source(cfg: dict[str, Any]) -> Source:
         return SyntheticSource(spec, cache_dir=cfg.get("cache_dir"))
     if kind == "cave":
         from cellfeatures.sources.cave import CaveSource  # the only module importing caveclient
+
         return CaveSource.from_config(cfg)
     raise ConfigError(f"[source] unknown kind {kind!r}")

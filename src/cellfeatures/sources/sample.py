@@ -32,8 +32,15 @@ from cellfeatures.vocab import harmonise_expr
 
 # The real synapses of this root are shipped; it gets no synthetic ones.
 REAL_SYNAPSE_ROOT = 864691135101289504
-SAMPLE_SPEC = SyntheticSpec(n_cells=0, n_synapses=1_000_000, seed=65, chunk_rows=1_000_000,
-                            orphan_only_fraction=0.0, coregistered_fraction=0.3, proofread_fraction=0.01)
+SAMPLE_SPEC = SyntheticSpec(
+    n_cells=0,
+    n_synapses=1_000_000,
+    seed=65,
+    chunk_rows=1_000_000,
+    orphan_only_fraction=0.0,
+    coregistered_fraction=0.3,
+    proofread_fraction=0.01,
+)
 EXTRA_FOCUS_CELLS = 2_000  # cells outside the labelled column that also get synapses
 
 
@@ -47,17 +54,27 @@ def sample_cells(committed: Path) -> pl.DataFrame:
     nuc = pl.read_parquet(committed / "nucleus_detection_v0.parquet")
     manual = pl.read_parquet(committed / "allen_v1_column_types_slanted_ref.parquet")
     early = pl.read_parquet(committed / "soma_nuc_model_83_1_v117.parquet")
+
     def classes(df: pl.DataFrame, name: str) -> pl.DataFrame:
-        return df.select(pl.col("target_id").alias("nucleus_id"),
-                         harmonise_expr(pl.col("cell_type"), "class").alias(name))
+        return df.select(
+            pl.col("target_id").alias("nucleus_id"), harmonise_expr(pl.col("cell_type"), "class").alias(name)
+        )
+
     return (
-        nuc.select(pl.col("id").alias("nucleus_id"), pl.col("pt_root_id").alias("root_id"),
-                   pl.col("pt_position_x").alias("x_vx"), pl.col("pt_position_y").alias("y_vx"),
-                   pl.col("pt_position_z").alias("z_vx"), pl.col("volume").alias("volume_um3"))
+        nuc.select(
+            pl.col("id").alias("nucleus_id"),
+            pl.col("pt_root_id").alias("root_id"),
+            pl.col("pt_position_x").alias("x_vx"),
+            pl.col("pt_position_y").alias("y_vx"),
+            pl.col("pt_position_z").alias("z_vx"),
+            pl.col("volume").alias("volume_um3"),
+        )
         .join(classes(manual, "manual_class"), on="nucleus_id", how="left")
         .join(classes(early, "model_class"), on="nucleus_id", how="left")
-        .with_columns(pl.coalesce("manual_class", "model_class").fill_null("unknown").alias("cell_class"),
-                      pl.col("manual_class").is_not_null().alias("labelled"))
+        .with_columns(
+            pl.coalesce("manual_class", "model_class").fill_null("unknown").alias("cell_class"),
+            pl.col("manual_class").is_not_null().alias("labelled"),
+        )
         .drop("manual_class", "model_class")
         .sort("nucleus_id")
     )
@@ -65,12 +82,15 @@ def sample_cells(committed: Path) -> pl.DataFrame:
 
 def _cache_key(committed: Path, spec: SyntheticSpec) -> str:
     manifest = (committed / "manifest.json").read_bytes()
-    blob = json.dumps({"spec": asdict(spec), "generator": GENERATOR_VERSION, "layout": 2, "focus": EXTRA_FOCUS_CELLS}, sort_keys=True)
+    blob = json.dumps(
+        {"spec": asdict(spec), "generator": GENERATOR_VERSION, "layout": 2, "focus": EXTRA_FOCUS_CELLS}, sort_keys=True
+    )
     return hashlib.sha256(manifest + blob.encode()).hexdigest()[:16]
 
 
-def ensure_sample_synthetic(committed: Path | None = None, cache_dir: Path | None = None,
-                            spec: SyntheticSpec = SAMPLE_SPEC) -> Path:
+def ensure_sample_synthetic(
+    committed: Path | None = None, cache_dir: Path | None = None, spec: SyntheticSpec = SAMPLE_SPEC
+) -> Path:
     """Generate the sample's synthetic tables once (atomically) and return their folder."""
     committed = committed or sample_data_dir()
     root = (cache_dir or default_cache_dir()) / "sample" / _cache_key(committed, spec)
@@ -85,8 +105,15 @@ def ensure_sample_synthetic(committed: Path | None = None, cache_dir: Path | Non
         focus[extra] = True
         focus &= cells["root_id"].to_numpy() != REAL_SYNAPSE_ROOT
         real_nodes = pl.read_parquet(committed / "functional_nodes_ding2025.parquet")
-        rows = write_tables(tmp, cells, replace(spec, n_cells=cells.height), n_synapses=spec.n_synapses,
-                            anchor_mask=focus, real_nodes=real_nodes, proofread_focus=labelled)
+        rows = write_tables(
+            tmp,
+            cells,
+            replace(spec, n_cells=cells.height),
+            n_synapses=spec.n_synapses,
+            anchor_mask=focus,
+            real_nodes=real_nodes,
+            proofread_focus=labelled,
+        )
         tables: dict[str, Any] = {}
         source = f"cellfeatures synthetic generator v{GENERATOR_VERSION}, seeded on the real sample cells"
         for name, n in rows.items():
@@ -94,13 +121,21 @@ def ensure_sample_synthetic(committed: Path | None = None, cache_dir: Path | Non
             folder = tmp / name
             if folder.is_dir():
                 entry["parts"] = [
-                    {"file": f"{name}/{p.name}", "origin": "synthetic",
-                     "rows": int(pl.scan_parquet(p).select(pl.len()).collect().item())}
+                    {
+                        "file": f"{name}/{p.name}",
+                        "origin": "synthetic",
+                        "rows": int(pl.scan_parquet(p).select(pl.len()).collect().item()),
+                    }
                     for p in sorted(folder.iterdir())
                 ]
             tables[name] = entry
-        manifest = {"name": "minnie65-sample-synthetic", "generator": GENERATOR_VERSION, "spec": asdict(spec),
-                    "focus_cells": int(focus.sum()), "tables": tables}
+        manifest = {
+            "name": "minnie65-sample-synthetic",
+            "generator": GENERATOR_VERSION,
+            "spec": asdict(spec),
+            "focus_cells": int(focus.sum()),
+            "tables": tables,
+        }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     root.parent.mkdir(parents=True, exist_ok=True)

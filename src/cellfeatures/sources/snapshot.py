@@ -67,9 +67,14 @@ def count_rows(path: Path) -> int:
 class SnapshotSource(Source):
     """Tables from local files (see module doc)."""
 
-    def __init__(self, *roots: str | os.PathLike[str], datastack: str | None = None,
-                 materialization_version: int | None = None, timestamp: str | None = None,
-                 position_resolution_nm: tuple[float, float, float] | None = None) -> None:
+    def __init__(
+        self,
+        *roots: str | os.PathLike[str],
+        datastack: str | None = None,
+        materialization_version: int | None = None,
+        timestamp: str | None = None,
+        position_resolution_nm: tuple[float, float, float] | None = None,
+    ) -> None:
         if not roots:
             raise SourceError("SnapshotSource needs at least one directory")
         self.roots = [Path(r) for r in roots]
@@ -109,7 +114,9 @@ class SnapshotSource(Source):
                 if entry.name.startswith((".", "_")):
                     continue
                 if entry.is_dir():
-                    parts = sorted(p for p in entry.iterdir() if _table_name(p) is not None and not p.name.startswith("."))
+                    parts = sorted(
+                        p for p in entry.iterdir() if _table_name(p) is not None and not p.name.startswith(".")
+                    )
                     if parts:
                         files.setdefault(entry.name, []).extend(parts)
                 elif (name := _table_name(entry)) is not None:
@@ -150,14 +157,20 @@ class SnapshotSource(Source):
         for path in self.files(table):
             entry = self._root_entry(path, table)
             rel = f"{table}/{path.name}" if path.parent.name == table else path.name
-            declared = next((p for p in entry.get("parts", []) if p.get("file") == rel), {})
+            declared: dict[str, Any] = next((p for p in entry.get("parts", []) if p.get("file") == rel), {})
             origin = declared.get("origin") or entry.get("origin") or "real"
             rows = declared.get("rows") or (entry.get("rows") if len(self.files(table)) == 1 else None)
             parts.append(TablePart(name=rel, origin=origin, rows=rows if rows is not None else count_rows(path)))
             kind = entry.get("kind", kind)
             source = entry.get("source", source) if source == "snapshot" else source
-        return TableInfo(name=table, origin=least_real([p.origin for p in parts]), kind=kind,
-                         rows=sum(p.rows for p in parts), source=source, parts=tuple(parts))
+        return TableInfo(
+            name=table,
+            origin=least_real([p.origin for p in parts]),
+            kind=kind,
+            rows=sum(p.rows for p in parts),
+            source=source,
+            parts=tuple(parts),
+        )
 
     def fingerprint(self) -> dict[str, Any]:
         tables = {}

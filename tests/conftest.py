@@ -1,0 +1,86 @@
+"""Shared fixtures: an isolated generator cache, hand-built snapshots, the embedded sample."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cellfeatures.identity import identity_map
+from cellfeatures.pipelines.base import BuildContext
+from cellfeatures.pipelines.nucleus import load_identity_nucleus
+from cellfeatures.sources.snapshot import SnapshotSource
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Generated tables go to a per-session cache, never the user's."""
+    os.environ["CELLFEATURES_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def sample_source() -> SnapshotSource:
+    from cellfeatures.sources.sample import SampleSource
+
+    return SampleSource()
+
+
+def write_snapshot(root: Path, tables: dict[str, pl.DataFrame], manifest: dict | None = None) -> SnapshotSource:
+    """A real SnapshotSource over hand-built tables written as Parquet."""
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        frame.write_parquet(root / f"{name}.parquet")
+    if manifest is not None:
+        (root / "manifest.json").write_text(json.dumps(manifest))
+    return SnapshotSource(root)
+
+
+def context(source: SnapshotSource, nucleus_table: str = "nucleus_detection_v0") -> BuildContext:
+    return BuildContext(source=source, identity=identity_map(load_identity_nucleus(source, nucleus_table)))
+
+
+def nucleus_frame(rows: list[tuple[int, int, float, float, float]], volume: float = 250.0) -> pl.DataFrame:
+    """(nucleus_id, root_id, x_vx, y_vx, z_vx) -> a nucleus_detection_v0 wire table."""
+    return pl.DataFrame(
+        {
+            "id": [r[0] for r in rows],
+            "valid": [True] * len(rows),
+            "volume": [volume] * len(rows),
+            "pt_root_id": [r[1] for r in rows],
+            "pt_position_x": [r[2] for r in rows],
+            "pt_position_y": [r[3] for r in rows],
+            "pt_position_z": [r[4] for r in rows],
+        },
+        schema_overrides={"id": pl.Int64, "pt_root_id": pl.Int64},
+    )
+
+
+def cell_type_frame(rows: list[tuple[int, str]]) -> pl.DataFrame:
+    """(nucleus_id, cell_type) -> a reference cell-type table."""
+    return pl.DataFrame(
+        {
+            "id": list(range(1, len(rows) + 1)),
+            "valid": [True] * len(rows),
+            "target_id": [r[0] for r in rows],
+            "classification_system": ["x"] * len(rows),
+            "cell_type": [r[1] for r in rows],
+            "pt_root_id": [0] * len(rows),
+        }
+    )
+
+
+@pytest.fixture
+def snapshot(tmp_path: Path) -> Callable[..., SnapshotSource]:
+    counter = iter(range(10_000))
+
+    def make(tables: dict[str, pl.DataFrame], manifest: dict | None = None) -> SnapshotSource:
+        return write_snapshot(tmp_path / f"snap{next(counter)}", tables, manifest)
+
+    return make

@@ -1,0 +1,228 @@
+"""The synapse family equals a brute-force pure-Python recomputation, edge cases included."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cellfeatures.pipelines import synapses
+from tests.conftest import cell_type_frame, context, nucleus_frame
+
+RES = (4.0, 4.0, 40.0)
+# nucleus_id, root, x, y, z (voxels). 4 and 5 share root 104 (merge); 6 has no root; 3 makes no synapses.
+NUCLEI = [
+    (1, 101, 1000, 2000, 100),
+    (2, 102, 1500, 2100, 110),
+    (3, 103, 900, 1000, 90),
+    (4, 104, 3000, 3000, 200),
+    (5, 104, 3100, 3000, 200),
+    (6, 0, 50, 50, 5),
+]
+LABELS = [(1, "23P"), (2, "BC"), (4, "4P"), (5, "MC"), (3, "Unsure")]  # root 104: E and I -> no class
+CFG = {
+    "synapse_table": "synapses_pni_2",
+    "target_table": "synapse_target_predictions_ssa",
+    "partner_label_table": "labels",
+    "soma_distance": True,
+}
+
+
+def synapse_frame(rows: list[tuple[int, int, int, int | None, float, float, float]]) -> pl.DataFrame:
+    """(id, pre_root, post_root, size, ctr x, y, z voxels)."""
+    return pl.DataFrame(
+        {
+            "id": [r[0] for r in rows],
+            "valid": [True] * len(rows),
+            "pre_pt_root_id": [r[1] for r in rows],
+            "post_pt_root_id": [r[2] for r in rows],
+            "size": [r[3] for r in rows],
+            "ctr_pt_position_x": [float(r[4]) for r in rows],
+            "ctr_pt_position_y": [float(r[5]) for r in rows],
+            "ctr_pt_position_z": [float(r[6]) for r in rows],
+        },
+        schema_overrides={"id": pl.Int64, "pre_pt_root_id": pl.Int64, "post_pt_root_id": pl.Int64, "size": pl.Int64},
+    )
+
+
+def tag_frame(tags: dict[int, str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": list(range(1, len(tags) + 1)),
+            "valid": [True] * len(tags),
+            "target_id": list(tags),
+            "tag": list(tags.values()),
+        },
+        schema_overrides={"target_id": pl.Int64},
+    )
+
+
+def brute_force(syn_rows: list[tuple], tags: dict[int, str]) -> dict[int, dict[str, Any]]:
+    """Every synapse feature by plain loops, straight from the definitions in the module docstring."""
+    roots = {}
+    for nid, root, *_ in NUCLEI:
+        roots.setdefault(root, []).append(nid)
+    attributable = {nid: (root, x, y, z) for nid, root, x, y, z in NUCLEI if root != 0 and len(roots[root]) == 1}
+    klass = {"23P": "excitatory", "BC": "inhibitory", "4P": "excitatory", "MC": "inhibitory"}
+    root_classes: dict[int, set[str]] = {}
+    for nid, label in LABELS:
+        root = next(r for n, r, *_ in NUCLEI if n == nid)
+        if root != 0 and label in klass:
+            root_classes.setdefault(root, set()).add(klass[label])
+    partner_class = {r: next(iter(c)) for r, c in root_classes.items() if len(c) == 1}
+    nucleus_roots = {r for r in roots if r != 0}
+    kept = [s for s in syn_rows if s[1] != s[2] and s[1] != 0 and s[2] != 0]
+    out: dict[int, dict[str, Any]] = {}
+    for nid, (root, cx, cy, cz) in attributable.items():
+        feats: dict[str, Any] = {}
+        for d, own, other in (("in", 2, 1), ("out", 1, 2)):
+            mine = [s for s in kept if s[own] == root]
+            p = f"syn_{d}_"
+            sizes = [s[3] for s in mine if s[3] is not None]
+            partners = {s[other] for s in mine}
+            tagged = [tags[s[0]] for s in mine if s[0] in tags]
+            labelled = [partner_class[s[other]] for s in mine if s[other] in partner_class]
+            dists = [
+                math.dist((s[4] * RES[0], s[5] * RES[1], s[6] * RES[2]), (cx * RES[0], cy * RES[1], cz * RES[2])) / 1000
+                for s in mine
+            ]
+            n = len(mine)
+            feats.update(
+                {
+                    f"{p}count": n,
+                    f"{p}size_mean_vx": statistics.fmean(sizes) if sizes else None,
+                    f"{p}size_median_vx": float(statistics.median(sizes)) if sizes else None,
+                    f"{p}size_sum_vx": sum(sizes),
+                    f"{p}partners": len(partners),
+                    f"{p}per_partner": n / len(partners) if partners else None,
+                    f"{p}frac_partners_with_nucleus": (len(partners & nucleus_roots) / len(partners))
+                    if partners
+                    else None,
+                    f"{p}frac_tagged": len(tagged) / n if n else None,
+                    **{
+                        f"{p}frac_{t}": (tagged.count(t) / len(tagged) if tagged else None)
+                        for t in ("spine", "shaft", "soma")
+                    },
+                    f"{p}frac_partner_labelled": len(labelled) / n if n else None,
+                    f"{p}frac_exc": labelled.count("excitatory") / len(labelled) if labelled else None,
+                    f"{p}frac_inh": labelled.count("inhibitory") / len(labelled) if labelled else None,
+                    f"{p}soma_dist_mean_um": statistics.fmean(dists) if dists else None,
+                    f"{p}soma_dist_p90_um": float(np.percentile(dists, 90)) if dists else None,
+                }
+            )
+        out[nid] = feats
+    return out
+
+
+def pipeline(snapshot, syn_rows: list[tuple], tags: dict[int, str], cfg: dict | None = None) -> pl.DataFrame:
+    source = snapshot(
+        {
+            "nucleus_detection_v0": nucleus_frame(NUCLEI),
+            "labels": cell_type_frame(LABELS),
+            "synapses_pni_2": synapse_frame(syn_rows),
+            "synapse_target_predictions_ssa": tag_frame(tags),
+        }
+    )
+    return synapses.build(context(source), cfg or CFG).collect()
+
+
+def assert_matches(result: pl.DataFrame, expected: dict[int, dict[str, Any]]) -> None:
+    assert sorted(result["nucleus_id"].to_list()) == sorted(expected)
+    for row in result.iter_rows(named=True):
+        want = expected[row["nucleus_id"]]
+        for name, value in want.items():
+            got = row[name]
+            if value is None:
+                assert got is None, (row["nucleus_id"], name, got)
+            else:
+                assert got == pytest.approx(value, rel=1e-12, abs=1e-12), (row["nucleus_id"], name, got, value)
+
+
+HAND_BUILT = [
+    # id, pre, post, size, ctr voxels
+    (10, 900, 101, 100, 1000, 2000, 100),  # orphan -> 1, at the soma
+    (11, 900, 101, 300, 1010, 2000, 100),  # same orphan again: partners repeat
+    (12, 102, 101, 300, 1000, 2100, 100),  # I cell -> 1 (tie in size with 11)
+    (13, 101, 101, 999, 1000, 2000, 100),  # autapse: excluded
+    (14, 0, 101, 500, 1000, 2000, 100),  # root 0 partner: excluded
+    (15, 101, 102, 200, 1400, 2100, 110),  # 1 -> 2
+    (16, 101, 104, 50, 3000, 3000, 200),  # 1 -> merged root 104 (partner has a nucleus, no class)
+    (17, 101, 901, None, 1000, 2050, 101),  # 1 -> orphan, size unknown
+    (18, 104, 102, 70, 1500, 2100, 111),  # merged root -> 2 (2's input partner has no class)
+    (19, 104, 104, 10, 3000, 3000, 200),  # autapse of the merged root
+    (20, 902, 903, 10, 1, 1, 1),  # between two fragments: nobody's feature
+]
+HAND_TAGS = {10: "spine", 11: "spine", 12: "shaft", 15: "soma", 16: "spine", 13: "soma", 99: "shaft"}
+
+
+def test_hand_built_table_matches_brute_force(snapshot) -> None:
+    assert_matches(pipeline(snapshot, HAND_BUILT, HAND_TAGS), brute_force(HAND_BUILT, HAND_TAGS))
+
+
+def test_edge_cases_by_name(snapshot) -> None:
+    result = {r["nucleus_id"]: r for r in pipeline(snapshot, HAND_BUILT, HAND_TAGS).iter_rows(named=True)}
+    assert set(result) == {1, 2, 3}, "merged (4, 5) and rootless (6) nuclei get no synapse features"
+    assert result[1]["syn_in_count"] == 3, "autapse 13 and root-0 synapse 14 are excluded"
+    assert result[1]["syn_in_partners"] == 2 and result[1]["syn_in_per_partner"] == 1.5
+    assert result[1]["syn_in_frac_spine"] == pytest.approx(2 / 3)
+    assert result[1]["syn_out_frac_tagged"] == pytest.approx(2 / 3), "synapse 17 is untagged"
+    assert result[1]["syn_out_size_sum_vx"] == 250, "a null size is ignored, not counted as 0"
+    assert result[1]["syn_out_frac_partners_with_nucleus"] == pytest.approx(2 / 3)
+    assert result[1]["syn_in_frac_inh"] == 1.0 and result[1]["syn_in_frac_partner_labelled"] == pytest.approx(1 / 3)
+    assert result[2]["syn_in_frac_exc"] == 1.0, "root 104's nuclei disagree on class, so it counts as unlabelled"
+    assert result[3]["syn_in_count"] == 0 and result[3]["syn_in_size_mean_vx"] is None, (
+        "a cell without synapses has measured zero counts and undefined means"
+    )
+
+
+def test_without_tags_labels_or_positions_the_features_are_not_produced(snapshot) -> None:
+    cfg = {"synapse_table": "synapses_pni_2", "soma_distance": False}
+    result = pipeline(snapshot, HAND_BUILT, HAND_TAGS, cfg)
+    assert not [c for c in result.columns if "frac_spine" in c or "frac_exc" in c or "soma_dist" in c]
+    assert result.columns == ["nucleus_id", *[s.name for s in synapses.features(cfg)]]
+
+
+syn_strategy = st.lists(
+    st.tuples(
+        st.sampled_from([101, 102, 103, 104, 0, 900, 901, 902]),
+        st.sampled_from([101, 102, 103, 104, 0, 900, 901, 902]),
+        st.one_of(st.none(), st.integers(0, 50)),
+        st.integers(0, 4000),
+        st.integers(0, 4000),
+        st.integers(0, 300),
+    ),
+    min_size=0,
+    max_size=40,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=syn_strategy, tag_seed=st.integers(0, 2**16))
+def test_random_tables_match_brute_force(snapshot, rows, tag_seed) -> None:
+    syn_rows = [(i + 1, *r) for i, r in enumerate(rows)]
+    rng = np.random.default_rng(tag_seed)
+    tags = {s[0]: str(rng.choice(["spine", "shaft", "soma"])) for s in syn_rows if rng.random() < 0.7}
+    assert_matches(pipeline(snapshot, syn_rows, tags), brute_force(syn_rows, tags))
+
+
+def test_duplicate_target_predictions_are_refused(snapshot) -> None:
+    from cellfeatures.errors import SchemaError
+
+    tags = tag_frame({10: "spine"})
+    tags = pl.concat([tags, tags.with_columns(pl.lit(2, dtype=pl.Int64).alias("id"), pl.lit("shaft").alias("tag"))])
+    source = snapshot(
+        {
+            "nucleus_detection_v0": nucleus_frame(NUCLEI),
+            "labels": cell_type_frame(LABELS),
+            "synapses_pni_2": synapse_frame(HAND_BUILT),
+            "synapse_target_predictions_ssa": tags,
+        }
+    )
+    with pytest.raises(SchemaError, match=r"synapse_target_predictions_ssa(.|\n)*target_id(.|\n)*uniqueness"):
+        synapses.build(context(source), CFG).collect()

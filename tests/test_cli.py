@@ -1,0 +1,58 @@
+"""The command line, as a user types it, on the embedded sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cellfeatures.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_run_builds_the_sample_and_summarises(in_tmp: Path) -> None:
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 0, result.output
+    assert "feature version" in result.output and "69,461" in result.output
+    assert "real-data features: 13 of" in result.output
+    again = runner.invoke(app, ["run"])
+    assert "already built (no-op)" in again.output
+    listed = runner.invoke(app, ["list"])
+    assert listed.exit_code == 0 and "sample" in listed.output
+    shown = runner.invoke(app, ["show", "latest"])
+    assert shown.exit_code == 0 and "somanuc_nucleus_volume_um3" in shown.output
+
+
+def test_build_with_an_override_and_diff(in_tmp: Path) -> None:
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    out = runner.invoke(app, ["build", "--set", 'features.nucleus.depth_method="y_offset"'])
+    assert out.exit_code == 0 and "published" in out.output
+    from cellfeatures.store import FeatureStore
+
+    a, b = (r["version"] for r in FeatureStore("features").list())
+    diff = runner.invoke(app, ["diff", a, b])
+    assert "config features.nucleus.depth_method: 'standard_transform' → 'y_offset'" in diff.output
+    assert "features with changed values: 1 of" in diff.output
+
+
+def test_features_catalogue_and_sample_listing(in_tmp: Path) -> None:
+    cat = runner.invoke(app, ["features"])
+    assert cat.exit_code == 0 and "syn_in_frac_spine" in cat.output and "fraction" in cat.output
+    sample = runner.invoke(app, ["sample"])
+    assert sample.exit_code == 0 and "synthetic" in sample.output and "real" in sample.output
+
+
+def test_errors_are_one_clear_line_and_exit_2(in_tmp: Path) -> None:
+    (in_tmp / "bad.toml").write_text('[source]\nkind = "sample"\n[features.nucleus]\ndepth_method = "guess"\n')
+    out = runner.invoke(app, ["build", "--config", "bad.toml"])
+    assert out.exit_code == 2 and "depth_method" in out.output
+    missing = runner.invoke(app, ["show", "nope"])
+    assert missing.exit_code == 2 and "no versions yet" in missing.output
