@@ -35,6 +35,15 @@ class Config:
         """The part of the config that determines the feature matrix (hashed into the version)."""
         return {"identity": self.identity, "features": self.features}
 
+    def tables_needed(self) -> list[str]:
+        """Every source table a build of this config reads (the identity table and each family's inputs)."""
+        from cellfeatures.pipelines import FAMILIES
+
+        tables = {self.identity["nucleus_table"]}
+        for name, cfg in self.features.items():
+            tables.update(FAMILIES[name].inputs(cfg))
+        return sorted(t for t in tables if t)
+
     def with_value(self, dotted: str, value: Any) -> Config:
         """A copy with one value changed, e.g. with_value('features.synapses.soma_distance', False)."""
         raw = copy.deepcopy(self.raw)

@@ -189,7 +189,7 @@ class FeatureStore:
 
         say = progress or (lambda _msg: None)
         started = time.perf_counter()
-        source = source or make_source(config.source)
+        source = source or make_source(config.source, config.tables_needed())
         say(f"fingerprinting source {source.describe()}")
         fingerprint = source.fingerprint()
         version = version_id(fingerprint, config.feature_set())

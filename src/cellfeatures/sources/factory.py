@@ -8,7 +8,8 @@ from cellfeatures.errors import ConfigError
 from cellfeatures.sources.base import Source
 
 
-def make_source(cfg: dict[str, Any]) -> Source:
+def make_source(cfg: dict[str, Any], tables: list[str] | None = None) -> Source:
+    """`tables`: what the build will read (a cave source fetches exactly those)."""
     kind = cfg.get("kind", "sample")
     if kind == "sample":
         from cellfeatures.sources.sample import SampleSource
@@ -40,5 +41,5 @@ def make_source(cfg: dict[str, Any]) -> Source:
     if kind == "cave":
         from cellfeatures.sources.cave import CaveSource  # the only module importing caveclient
 
-        return CaveSource.from_config(cfg)
+        return CaveSource.from_config(cfg, tables or [])
     raise ConfigError(f"[source] unknown kind {kind!r}")
