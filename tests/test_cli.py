@@ -56,3 +56,15 @@ def test_errors_are_one_clear_line_and_exit_2(in_tmp: Path) -> None:
     assert out.exit_code == 2 and "depth_method" in out.output
     missing = runner.invoke(app, ["show", "nope"])
     assert missing.exit_code == 2 and "no versions yet" in missing.output
+
+
+def test_dataset_export_and_labels_commands(in_tmp: Path) -> None:
+    made = runner.invoke(app, ["dataset"])
+    assert made.exit_code == 0, made.output
+    assert "dataset column_types" in made.output and "1,261 cells" in made.output
+    out = runner.invoke(app, ["export", "column_types", "--format", "npz", "--out", "x.npz"])
+    assert out.exit_code == 0 and (in_tmp / "x.npz").exists()
+    agree = runner.invoke(app, ["labels", "manual", "early_model", "--level", "type"])
+    assert agree.exit_code == 0
+    assert "raw spellings agree on 51.0% of 1,327 shared cells" in agree.output
+    assert "at type level: 80.9% of 1,123" in agree.output

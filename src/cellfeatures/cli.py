@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cellfeatures.config import Config, default_config, load_config
-from cellfeatures.errors import CellFeaturesError
+from cellfeatures.errors import CellFeaturesError, ConfigError
 
 app = typer.Typer(
     add_completion=False,
@@ -284,6 +284,125 @@ def fetch(
             f"snapshot of {fetcher.datastack} v{fetcher.version} ({fetcher.timestamp:%Y-%m-%d %H:%M:%S} UTC) "
             f'in {path} — build from it with [source] kind = "snapshot", path = "{path}"'
         )
+    except CellFeaturesError as exc:
+        _fail(exc)
+
+
+def _dataset_spec(cfg: Config, name: str, overrides: dict[str, Any]) -> Any:
+    from cellfeatures.datasets import DatasetSpec
+
+    blocks = cfg.raw.get("dataset", {})
+    block = dict(blocks.get(name, {}))
+    split = dict(block.pop("split", {}))
+    for key in ("strategy", "folds", "seed", "block_um", "buffer_um"):
+        if overrides.get(key) is not None:
+            split[key] = overrides.pop(key)
+    block.update({k: v for k, v in overrides.items() if v is not None})
+    if not block and name not in blocks:
+        raise ConfigError(f"no [dataset.{name}] in {cfg.path}; give --label and --level to define one")
+    return DatasetSpec.from_dict(name, {**block, "split": split})
+
+
+@app.command()
+def dataset(
+    name: Annotated[str, typer.Argument(help="a [dataset.<name>] block of the config, or a new name")] = "column_types",
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    label: Annotated[str | None, typer.Option(help="label source: manual, mtype, early_model, ...")] = None,
+    level: Annotated[str | None, typer.Option(help="class | subclass | type | raw")] = None,
+    split: Annotated[str | None, typer.Option(help="stratified | spatial | column")] = None,
+    folds: int | None = None,
+    seed: int | None = None,
+    block_um: float | None = None,
+    version: Annotated[str | None, typer.Option(help="feature version (default: latest)")] = None,
+) -> None:
+    """Build a model-ready dataset: features + label + filters + leakage-aware split, with a card."""
+    from cellfeatures.datasets import build_dataset
+
+    try:
+        cfg = _config(config)
+        spec = _dataset_spec(
+            cfg,
+            name,
+            {
+                "label": label,
+                "level": level,
+                "strategy": split,
+                "folds": folds,
+                "seed": seed,
+                "block_um": block_um,
+                "feature_version": version,
+            },
+        )
+        fs = _store(cfg, store)
+        if not fs.list():
+            _build(cfg, store)
+        ds = build_dataset(fs, spec, cfg.datasets_root, label_blocks=cfg.raw.get("labels"))
+        card = ds.card
+        console.print(
+            f"dataset {card['name']} {card['dataset_id']}: {card['cells']:,} cells, "
+            f"{len(card['features'])} features, label {card['label']['column']}, "
+            f"{len(card['folds'])} folds → {ds.path}"
+        )
+        for risk in card["leakage_risks"]:
+            console.print(f"  [yellow]risk:[/] {risk}")
+    except CellFeaturesError as exc:
+        _fail(exc)
+
+
+@app.command()
+def export(
+    name: Annotated[str, typer.Argument(help="dataset name, <name>/<id>, id prefix or path")],
+    fmt: Annotated[str, typer.Option("--format", help="parquet | csv | arrow | npz")] = "parquet",
+    out: Annotated[Path | None, typer.Option(help="output file")] = None,
+    datasets_root: Annotated[Path, typer.Option("--datasets", help="datasets root")] = Path("datasets"),
+) -> None:
+    """Export a dataset (data + split roles) for other tools."""
+    from cellfeatures.datasets import find_dataset
+
+    try:
+        ds = find_dataset(name, datasets_root)
+        target = out or Path(f"{ds.card['name']}-{ds.id}.{fmt}")
+        ds.export(fmt, target)
+        console.print(f"wrote {target}")
+    except CellFeaturesError as exc:
+        _fail(exc)
+
+
+@app.command()
+def labels(
+    a: Annotated[str, typer.Argument(help="label source")] = "manual",
+    b: Annotated[str, typer.Argument(help="label source to compare with")] = "early_model",
+    config: ConfigOpt = None,
+    level: Annotated[str, typer.Option(help="class | subclass | type")] = "type",
+) -> None:
+    """Agreement of two label sources, raw spellings first, then after harmonisation (with confusion)."""
+    from cellfeatures.labels import agreement, label_sources, load_labels
+    from cellfeatures.sources.factory import make_source
+
+    try:
+        cfg = _config(config)
+        source = make_source(cfg.source, cfg.tables_needed())
+        known = label_sources(cfg.raw.get("labels"))
+        la, lb = load_labels(source, known[a]), load_labels(source, known[b])
+        for label_set in (la, lb):
+            if label_set.unmapped:
+                console.print(
+                    f"[yellow]{label_set.spec.name}: unmapped spellings (reported, not guessed):[/] "
+                    f"{label_set.unmapped}"
+                )
+        raw, harmonised = agreement(la, lb, "raw"), agreement(la, lb, level)
+        console.print(
+            f"{a} vs {b}: raw spellings agree on {raw.agreement:.1%} of {raw.shared:,} shared cells; "
+            f"after harmonisation, at {level} level: {harmonised.agreement:.1%} of {harmonised.shared:,} "
+            f"(Cohen's kappa {harmonised.kappa:.3f})"
+        )
+        table = _table(
+            ["", *[c for c in harmonised.confusion.columns if c != "a"]], f"confusion ({a} rows, {b} columns)"
+        )
+        for row in harmonised.confusion.iter_rows():
+            table.add_row(*[str(v) for v in row])
+        console.print(table)
     except CellFeaturesError as exc:
         _fail(exc)
 

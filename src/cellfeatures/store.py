@@ -272,11 +272,17 @@ class FeatureStore:
         infos = {t: source.info(t).as_dict() for t in all_inputs}
         family_origin = {f: least_real([infos[t]["origin"] for t in ts]) for f, ts in family_inputs.items()}
 
-        def feature_origin(spec: FeatureSpec) -> str:
+        def feature_inputs(spec: FeatureSpec) -> list[str]:
             if not spec.inputs:
-                return family_origin[spec.family]
-            tables = [nucleus_table if t == IDENTITY_TABLE else t for t in spec.inputs]
-            return least_real([infos[t]["origin"] if t in infos else source.info(t).origin for t in tables])
+                return family_inputs[spec.family]
+            return sorted({nucleus_table if t == IDENTITY_TABLE else t for t in spec.inputs})
+
+        def feature_origin(spec: FeatureSpec) -> str:
+            if spec.origin is not None:
+                return spec.origin
+            return least_real(
+                [infos[t]["origin"] if t in infos else source.info(t).origin for t in feature_inputs(spec)]
+            )
 
         manifest = {
             "version": version,
@@ -298,7 +304,9 @@ class FeatureStore:
                 "multi_soma": int(identity["multi_soma"].sum()),
                 "attributable": int(identity["attributable"].sum()),
             },
-            "features": {s.name: _column_stats(df, s, feature_origin(s)) for s in specs},
+            "features": {
+                s.name: {**_column_stats(df, s, feature_origin(s)), "inputs": feature_inputs(s)} for s in specs
+            },
             "build_seconds": round(time.perf_counter() - started, 3),
             "peak_rss_bytes": peak_rss_bytes(),
         }

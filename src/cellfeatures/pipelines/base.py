@@ -29,6 +29,8 @@ class FeatureSpec:
     #: feature's origin (real / derived / synthetic) is the least real of them. IDENTITY_TABLE stands
     #: for the configured nucleus table.
     inputs: tuple[str, ...] = ()
+    #: declared origin for inputs that are not source tables (an external file); None: from the inputs
+    origin: str | None = None
 
 
 IDENTITY_TABLE = "@identity"
@@ -71,4 +73,4 @@ def option(cfg: dict[str, Any], key: str, default: Any, family: str) -> Any:
 
 
 def with_family(specs: list[FeatureSpec], family: str) -> list[FeatureSpec]:
-    return [FeatureSpec(s.name, s.dtype, s.unit, s.description, family, s.inputs) for s in specs]
+    return [FeatureSpec(s.name, s.dtype, s.unit, s.description, family, s.inputs, s.origin) for s in specs]

@@ -10,6 +10,8 @@ Declared in config, one block per table:
 
 Output columns are `<prefix>_<column>_<unit>` (prefix defaults to the block name), so every name says its
 unit; an empty unit ("") leaves the name as is, for columns whose name already says their kind.
+A file given by `path` is not a source table, so say where its values come from: `origin = "real"`
+(the default), "derived" or "synthetic".
 A key that appears twice is an error naming the table and the keys.
 """
 
@@ -62,6 +64,8 @@ def features(cfg: dict[str, Any], dtypes: dict[str, dict[str, str]] | None = Non
                     dtype,
                     unit or "unspecified",
                     f"{column} from external table {block.get('table') or block.get('path')}",
+                    inputs=(str(block.get("table") or block.get("path")),),
+                    origin=None if block.get("table") else block.get("origin", "real"),
                 )
             )
     return with_family(specs, FAMILY)

@@ -23,7 +23,14 @@ from typing import Any
 import polars as pl
 
 from cellfeatures.normalize import canonical_cell_types, canonical_synapse_tags, canonical_synapses
-from cellfeatures.pipelines.base import BuildContext, FeatureSpec, option, stable_mean, with_family
+from cellfeatures.pipelines.base import (
+    IDENTITY_TABLE,
+    BuildContext,
+    FeatureSpec,
+    option,
+    stable_mean,
+    with_family,
+)
 from cellfeatures.schemas import WIRE_MODELS, validate
 from cellfeatures.vocab import EXC, INH, harmonise_expr
 
@@ -104,10 +111,22 @@ def _direction_specs(d: str, with_tags: bool, with_partner_labels: bool, with_po
 
 
 def features(cfg: dict[str, Any]) -> list[FeatureSpec]:
-    with_tags = bool(option(cfg, "target_table", "", FAMILY))
-    with_labels = bool(option(cfg, "partner_label_table", "", FAMILY))
+    syn_table = option(cfg, "synapse_table", "synapses_pni_2", FAMILY)
+    tag_table = option(cfg, "target_table", "", FAMILY)
+    label_table = option(cfg, "partner_label_table", "", FAMILY)
     with_positions = bool(option(cfg, "soma_distance", True, FAMILY))
-    specs = [s for d in DIRECTIONS for s in _direction_specs(d, with_tags, with_labels, with_positions)]
+    specs = []
+    inputs: tuple[str, ...]
+    for d in DIRECTIONS:
+        for spec in _direction_specs(d, bool(tag_table), bool(label_table), with_positions):
+            # the precise tables each feature is computed from: the dataset leakage check reads them
+            if "_frac_exc" in spec.name or "_frac_inh" in spec.name or "_partner_labelled" in spec.name:
+                inputs = (syn_table, label_table, IDENTITY_TABLE)
+            elif "_frac_tagged" in spec.name or any(spec.name.endswith(f"_frac_{t}") for t in TAGS):
+                inputs = (syn_table, tag_table, IDENTITY_TABLE)
+            else:
+                inputs = (syn_table, IDENTITY_TABLE)
+            specs.append(FeatureSpec(spec.name, spec.dtype, spec.unit, spec.description, inputs=inputs))
     return with_family(specs, FAMILY)
 
 

@@ -92,6 +92,9 @@ class SnapshotSource(Source):
         self.datastack = datastack or merged.get("datastack") or "unknown"
         self.materialization_version = materialization_version or merged.get("materialization_version")
         self.timestamp = timestamp or merged.get("timestamp")
+        self.version_label: str | None = next(
+            (m["version_label"] for m in self._manifests if m.get("version_label")), None
+        )
         resolution = position_resolution_nm or merged.get("position_resolution_nm") or (4.0, 4.0, 40.0)
         self.position_resolution_nm = (float(resolution[0]), float(resolution[1]), float(resolution[2]))
         self._files = self._discover()
@@ -185,6 +188,7 @@ class SnapshotSource(Source):
             "datastack": self.datastack,
             "materialization_version": self.materialization_version,
             "timestamp": self.timestamp,
+            "version_label": self.version_label,
             "position_resolution_nm": list(self.position_resolution_nm),
             "tables": tables,
         }

@@ -1,0 +1,433 @@
+"""Model-ready datasets: a feature version + a label column + filters + a split + a seed, written once.
+
+    datasets/<name>/<dataset_id>/data.parquet    nucleus_id, root_id, the label, the features
+    datasets/<name>/<dataset_id>/splits.parquet  nucleus_id, fold_0..fold_k-1 roles (train/test/buffer)
+    datasets/<name>/<dataset_id>/card.json       everything needed to reproduce and judge it
+    datasets/<name>/<dataset_id>/CARD.md         the same for people
+
+The id is a content hash of (feature version, spec), so the same spec and seed give the same files, and
+building again is a no-op. A dataset refuses features that leak the label: label columns, and features
+computed from the label's own tables (e.g. partner composition from the same model table, or a model's
+own prediction column), unless the spec names them in `allow_leaky`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from cellfeatures.errors import CellFeaturesError, ConfigError, StoreError
+from cellfeatures.labels import LabelSet, label_sources, load_labels
+from cellfeatures.splits import SplitSpec, fold_names, make_split
+from cellfeatures.store import FeatureStore
+from cellfeatures.vocab import EXC, INH
+
+FILTERS = {
+    "neurons": "label class is excitatory or inhibitory",
+    "attributable": "the nucleus has its own root (no merge, inside the segmentation)",
+    "proofread_dendrite": "dendrite proofread (proof_status_dendrite)",
+    "proofread_axon": "axon proofread (proof_status_axon)",
+}
+EXPORT_FORMATS = ("parquet", "csv", "arrow", "npz")
+
+
+class LeakageError(CellFeaturesError):
+    """The dataset's features would reveal its label."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    label: str = "manual"
+    level: str = "type"
+    feature_version: str = "latest"
+    filters: tuple[str, ...] = ("neurons", "attributable")
+    origins: tuple[str, ...] = ("real", "derived", "synthetic")
+    families: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()  # explicit feature names or globs (after origin/family selection)
+    exclude: tuple[str, ...] = ("pos_*",)  # positions would let a model memorise places
+    min_class_size: int = 5
+    allow_leaky: tuple[str, ...] = ()
+    split: SplitSpec = field(default_factory=SplitSpec)
+
+    @classmethod
+    def from_dict(cls, name: str, block: dict[str, Any]) -> DatasetSpec:
+        block = dict(block)
+        split_block = block.pop("split", {})
+        if "column_box_um" in split_block:
+            split_block["column_box_um"] = tuple(split_block["column_box_um"])
+        try:
+            split = SplitSpec(**split_block)
+            tuples = {k: tuple(v) for k, v in block.items() if isinstance(v, list)}
+            return cls(name=name, split=split, **{**block, **tuples})
+        except TypeError as exc:
+            raise ConfigError(f"[dataset.{name}]: {exc}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _select_features(manifest: dict[str, Any], spec: DatasetSpec) -> list[str]:
+    chosen = []
+    for name, info in manifest["features"].items():
+        if info["origin"] not in spec.origins:
+            continue
+        if spec.families and info["family"] not in spec.families:
+            continue
+        if spec.include and not any(fnmatch.fnmatch(name, p) for p in spec.include):
+            continue
+        if any(fnmatch.fnmatch(name, p) for p in spec.exclude):
+            continue
+        chosen.append(name)
+    if not chosen:
+        raise ConfigError(
+            f"dataset {spec.name!r}: the feature selection is empty (origins {spec.origins}, "
+            f"families {spec.families}, include {spec.include}, exclude {spec.exclude})"
+        )
+    return chosen
+
+
+def leakage_check(features: list[str], manifest: dict[str, Any], labels: LabelSet, allow: tuple[str, ...]) -> list[str]:
+    """Features that reveal the label: label columns, or computed from the label source's tables."""
+    label_tables = set(labels.tables_used) | set(labels.spec.tables)
+    leaks = []
+    for name in features:
+        inputs = set(manifest["features"][name].get("inputs", []))
+        if name.startswith("label_") or inputs & label_tables:
+            leaks.append(name)
+    unallowed = [f for f in leaks if f not in allow]
+    if unallowed:
+        raise LeakageError(
+            f"features {unallowed} are computed from the label's own table(s) "
+            f"{sorted(label_tables & set().union(*(manifest['features'][f].get('inputs', []) for f in unallowed)))} "
+            f"or are label columns: a model would read the answer. Exclude them (exclude = [...]) or, if you know "
+            f"why it is fine, list them in allow_leaky."
+        )
+    return leaks
+
+
+@dataclass
+class Dataset:
+    """A built dataset on disk."""
+
+    path: Path
+
+    @property
+    def card(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.path / "card.json").read_text())
+        return data
+
+    @property
+    def id(self) -> str:
+        return str(self.card["dataset_id"])
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.card["features"])
+
+    @property
+    def label(self) -> str:
+        return str(self.card["label"]["column"])
+
+    @property
+    def data(self) -> pl.DataFrame:
+        return pl.read_parquet(self.path / "data.parquet")
+
+    @property
+    def splits(self) -> pl.DataFrame:
+        return pl.read_parquet(self.path / "splits.parquet")
+
+    @property
+    def folds(self) -> list[str]:
+        return fold_names(self.splits)
+
+    def frame(self) -> pl.DataFrame:
+        """Data with the split roles joined (one column per fold)."""
+        return self.data.join(self.splits, on="nucleus_id", how="left")
+
+    def fold(self, k: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(train, test) frames of fold k; buffer cells are in neither."""
+        f = self.frame()
+        role = pl.col(f"fold_{k}")
+        return f.filter(role == "train"), f.filter(role == "test")
+
+    def design(self, frame: pl.DataFrame | None = None) -> tuple[np.ndarray, list[str]]:
+        """Numeric design matrix: floats and ints as is, booleans 0/1, strings one-hot (`name=value`); null -> NaN."""
+        frame = self.data if frame is None else frame
+        categories = self.card.get("categories", {})
+        columns, names = [], []
+        for name in self.features:
+            col = frame[name]
+            if col.dtype == pl.String:
+                for value in categories.get(name, []):
+                    columns.append((col == value).cast(pl.Float64).fill_null(float("nan")).to_numpy())
+                    names.append(f"{name}={value}")
+            else:
+                columns.append(col.cast(pl.Float64).fill_null(float("nan")).to_numpy())
+                names.append(name)
+        return np.column_stack(columns) if columns else np.zeros((frame.height, 0)), names
+
+    def xy(self, k: int | None = None, part: str = "train") -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """X, y and feature names: the whole dataset (k=None) or one part of fold k."""
+        frame = self.data if k is None else dict(zip(("train", "test"), self.fold(k), strict=True))[part]
+        x, names = self.design(frame)
+        return x, frame[self.label].to_numpy(), names
+
+    def to_pandas(self) -> Any:
+        return self.frame().to_pandas()
+
+    def export(self, fmt: str, out: str | os.PathLike[str]) -> Path:
+        """Write the dataset (data + split roles) as parquet, csv, arrow (IPC) or npz (X, y, names, folds)."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame = self.frame()
+        if fmt == "parquet":
+            frame.write_parquet(out)
+        elif fmt == "csv":
+            frame.write_csv(out)
+        elif fmt == "arrow":
+            frame.write_ipc(out)
+        elif fmt == "npz":
+            x, names = self.design(frame)
+            arrays: dict[str, Any] = {f: frame[f].to_numpy().astype(str) for f in self.folds}
+            arrays.update(
+                X=x,
+                y=frame[self.label].to_numpy().astype(str),
+                feature_names=np.array(names),
+                nucleus_id=frame["nucleus_id"].to_numpy(),
+            )
+            np.savez_compressed(out, **arrays)
+        else:
+            raise ConfigError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
+        return out
+
+
+def _dataset_id(version: str, spec: DatasetSpec) -> str:
+    blob = json.dumps({"version": version, "spec": spec.as_dict(), "format": 1}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_dataset(
+    store: FeatureStore,
+    spec: DatasetSpec,
+    root: str | os.PathLike[str] = "datasets",
+    source: Any = None,
+    label_blocks: dict[str, Any] | None = None,
+) -> Dataset:
+    """Build (or find) a dataset; atomic like feature versions."""
+    version = store.resolve(spec.feature_version)
+    manifest = store.manifest(version)
+    dataset_id = _dataset_id(version, spec)
+    final = Path(root) / spec.name / dataset_id
+    if (final / "card.json").exists():
+        return Dataset(final)
+    if source is None:
+        from cellfeatures.sources.factory import make_source
+
+        source = make_source(manifest["config"].get("source", {"kind": "sample"}), manifest.get("input_tables"))
+    sources = label_sources(label_blocks)
+    if spec.label not in sources:
+        raise ConfigError(f"unknown label source {spec.label!r}; known: {', '.join(sources)}")
+    labels = load_labels(source, sources[spec.label])
+    label_col = labels.column(spec.level)
+    features = _select_features(manifest, spec)
+    leaks = leakage_check(features, manifest, labels, spec.allow_leaky)
+
+    matrix = store.load(version)
+    frame = matrix.join(labels.at(spec.level), on="nucleus_id", how="inner")
+    classes = labels.frame.select("nucleus_id", pl.col("class").alias("_class"))
+    frame = frame.join(classes, on="nucleus_id", how="left")
+    steps = [{"step": f"cells with a {spec.label} label at level {spec.level}", "cells": frame.height}]
+    for name in spec.filters:
+        if name == "neurons":
+            frame = frame.filter(pl.col("_class").is_in([EXC, INH]))
+        elif name == "attributable":
+            frame = frame.filter(~pl.col("qc_multi_soma") & ~pl.col("qc_missing_root"))
+        elif name in ("proofread_dendrite", "proofread_axon"):
+            column = "proof_status_" + name.split("_")[1]
+            if column not in frame.columns:
+                raise ConfigError(f"filter {name!r} needs the proofreading family in feature version {version}")
+            frame = frame.filter(pl.col(column).fill_null(False))
+        else:
+            raise ConfigError(f"unknown filter {name!r}; known: {', '.join(FILTERS)}")
+        steps.append({"step": f"filter {name}: {FILTERS[name]}", "cells": frame.height})
+    counts = frame.group_by(label_col).len()
+    rare = sorted(counts.filter(pl.col("len") < spec.min_class_size)[label_col].to_list())
+    frame = frame.filter(~pl.col(label_col).is_in(rare))
+    dropped = f"classes with fewer than {spec.min_class_size} cells dropped: {rare}"
+    steps.append({"step": dropped, "cells": frame.height})
+    if frame.height == 0:
+        raise StoreError(f"dataset {spec.name!r} has no cells left after filtering: {steps}")
+
+    split = make_split(frame.select("nucleus_id", "root_id", "pos_x_nm", "pos_z_nm", label_col), label_col, spec.split)
+    data = frame.select("nucleus_id", "root_id", label_col, *features).sort("nucleus_id")
+    categories = {f: sorted(data[f].drop_nulls().unique().to_list()) for f in features if data[f].dtype == pl.String}
+    card = _card(
+        spec, dataset_id, version, manifest, labels, label_col, features, leaks, steps, data, split, categories
+    )
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".building-{dataset_id}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        data.write_parquet(tmp / "data.parquet", compression="zstd")
+        split.write_parquet(tmp / "splits.parquet", compression="zstd")
+        (tmp / "card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+        (tmp / "CARD.md").write_text(render_card(card))
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (final / "card.json").exists():
+            return Dataset(final)
+        raise
+    return Dataset(final)
+
+
+def _card(
+    spec: DatasetSpec,
+    dataset_id: str,
+    version: str,
+    manifest: dict[str, Any],
+    labels: LabelSet,
+    label_col: str,
+    features: list[str],
+    leaks: list[str],
+    steps: list[dict[str, Any]],
+    data: pl.DataFrame,
+    split: pl.DataFrame,
+    categories: dict[str, list[str]],
+) -> dict[str, Any]:
+    joined = data.select("nucleus_id", label_col).join(split, on="nucleus_id")
+    per_fold = {}
+    for fold in fold_names(split):
+        per_fold[fold] = {
+            role: dict(sorted(joined.filter(pl.col(fold) == role).group_by(label_col).len().iter_rows()))
+            for role in ("train", "test", "buffer")
+        }
+    origins = {f: manifest["features"][f]["origin"] for f in features}
+    risks = []
+    synthetic = [f for f, o in origins.items() if o == "synthetic"]
+    if synthetic:
+        risks.append(
+            f"{len(synthetic)} features are computed from synthetic tables: results on them say nothing "
+            f"about real cells and must not be reported as headline numbers"
+        )
+    if spec.split.strategy == "stratified":
+        risks.append(
+            "random (stratified) folds put neighbouring cells in train and test: spatially correlated "
+            "features (depth, local synapse statistics) can inflate scores; prefer the spatial split"
+        )
+    if spec.split.strategy == "spatial":
+        buffer = spec.split.buffer_um if spec.split.buffer_um is not None else spec.split.block_um
+        risks.append(
+            f"spatial blocks of {spec.split.block_um:g} um with a {buffer:g} um buffer: no training cell is "
+            f"closer than {buffer:g} um (x/z) to a test cell of the same fold; depth (y) is not blocked"
+        )
+    partner_tables = {
+        t
+        for f in features
+        for t in manifest["features"][f].get("inputs", [])
+        if "frac_exc" in f or "frac_inh" in f or "partner_labelled" in f
+    }
+    if partner_tables:
+        risks.append(
+            f"partner-class features use label table(s) {sorted(partner_tables)}; they are not the "
+            f"label's tables, but model labels of partners can carry the same biases"
+        )
+    if leaks:
+        risks.append(f"features explicitly allowed despite sharing the label's tables: {leaks}")
+    if any(f.startswith("pos_") for f in features):
+        risks.append("absolute positions are features: a model can memorise places instead of learning cells")
+    return {
+        "dataset_id": dataset_id,
+        "name": spec.name,
+        "spec": spec.as_dict(),
+        "feature_version": version,
+        "source": manifest["source"],
+        "label": {
+            "source": labels.spec.name,
+            "kind": labels.spec.kind,
+            "level": spec.level,
+            "column": label_col,
+            "tables": labels.tables_used,
+            "description": labels.spec.description,
+            "unmapped_spellings": labels.unmapped,
+            "conflicting_nuclei_dropped": labels.conflicting_nuclei,
+        },
+        "cells": data.height,
+        "features": features,
+        "feature_origins": origins,
+        "categories": categories,
+        "filters": steps,
+        "class_counts": dict(sorted(data.group_by(label_col).len().iter_rows())),
+        "folds": per_fold,
+        "leakage_risks": risks,
+    }
+
+
+def render_card(card: dict[str, Any]) -> str:
+    label, split = card["label"], card["spec"]["split"]
+    origin_counts = ", ".join(
+        f"{o} {sum(1 for v in card['feature_origins'].values() if v == o)}" for o in ("real", "derived", "synthetic")
+    )
+    lines = [
+        f"# Dataset `{card['name']}` ({card['dataset_id']})",
+        "",
+        f"- feature version: `{card['feature_version']}` ({card['source'].get('datastack')}, "
+        f"materialization {card['source'].get('materialization_version') or card['source'].get('version_label')})",
+        f"- label: `{label['column']}` — {label['kind']} source `{label['source']}` "
+        f"({', '.join(label['tables'])}), level {label['level']}",
+        f"- cells: {card['cells']:,}; features: {len(card['features'])} ({origin_counts})",
+        f"- split: {split['strategy']}, {len(card['folds'])} folds, seed {split['seed']}",
+        "",
+        "## Filters",
+        "",
+        "| step | cells |",
+        "|---|---|",
+        *[f"| {s['step']} | {s['cells']:,} |" for s in card["filters"]],
+        "",
+        "## Class counts per fold (train / test / buffer)",
+        "",
+    ]
+    classes = list(card["class_counts"])
+    lines += ["| fold | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    for fold, roles in card["folds"].items():
+        cells = [" / ".join(str(roles[r].get(c, 0)) for r in ("train", "test", "buffer")) for c in classes]
+        lines.append(f"| {fold} | " + " | ".join(cells) + " |")
+    risks = [f"- {r}" for r in card["leakage_risks"]] or ["- none identified"]
+    lines += ["", "## Known leakage risks", "", *risks, "", "## Features", "", "| feature | origin |", "|---|---|"]
+    lines += [f"| {f} | {o} |" for f, o in card["feature_origins"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def find_dataset(name_or_path: str, root: str | os.PathLike[str] = "datasets") -> Dataset:
+    """A dataset by path, by `<name>/<id>`, by id prefix, or by name (the most recently built)."""
+    path = Path(name_or_path)
+    if (path / "card.json").exists():
+        return Dataset(path)
+    root = Path(root)
+    candidates = [p for p in root.glob("*/*") if (p / "card.json").exists() and not p.name.startswith(".")]
+    matches = [
+        p
+        for p in candidates
+        if p.parent.name == name_or_path
+        or p.name.startswith(name_or_path)
+        or f"{p.parent.name}/{p.name}" == name_or_path
+    ]
+    if not matches:
+        raise StoreError(
+            f"no dataset {name_or_path!r} under {root} (have: "
+            f"{', '.join(sorted(f'{p.parent.name}/{p.name}' for p in candidates)) or 'none'})"
+        )
+    return Dataset(max(matches, key=lambda p: (p / "card.json").stat().st_mtime))

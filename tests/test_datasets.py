@@ -1,0 +1,111 @@
+"""Datasets: the leakage check fires on planted leaks; same spec, same files; exports round-trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cellfeatures.config import default_config
+from cellfeatures.datasets import DatasetSpec, LeakageError, build_dataset, find_dataset
+from cellfeatures.splits import SplitSpec
+from cellfeatures.store import FeatureStore
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
+    fs = FeatureStore(tmp_path_factory.mktemp("store"))
+    fs.build(default_config())
+    return fs
+
+
+SPEC = DatasetSpec(
+    "types",
+    label="manual",
+    level="type",
+    origins=("real", "derived"),
+    exclude=("pos_*", "qc_*"),
+    split=SplitSpec("spatial", folds=5, seed=0, block_um=50, buffer_um=15),
+)
+
+
+def test_a_dataset_has_data_splits_and_a_card(store: FeatureStore, tmp_path: Path) -> None:
+    ds = build_dataset(store, SPEC, tmp_path)
+    card = ds.card
+    assert card["label"]["kind"] == "manual" and card["label"]["column"] == "label_manual_type"
+    assert set(card["feature_origins"].values()) <= {"real", "derived"}
+    assert ds.data.height == card["cells"] == 1261 and ds.folds == [f"fold_{k}" for k in range(5)]
+    assert "spatial blocks of 50 um with a 15 um buffer" in (ds.path / "CARD.md").read_text()
+    train, test = ds.fold(0)
+    assert set(train["nucleus_id"]).isdisjoint(test["nucleus_id"])
+    x, y, names = ds.xy(0, "train")
+    assert x.shape == (train.height, len(names)) and len(y) == train.height
+
+
+def test_same_spec_and_seed_reproduce_identical_files(store: FeatureStore, tmp_path: Path) -> None:
+    a = build_dataset(store, SPEC, tmp_path / "a")
+    b = build_dataset(store, SPEC, tmp_path / "b")
+    assert a.id == b.id
+    for name in ("data.parquet", "splits.parquet"):
+        assert (a.path / name).read_bytes() == (b.path / name).read_bytes()
+    assert build_dataset(store, SPEC, tmp_path / "a").path == a.path, "building again is a no-op"
+
+
+def test_the_leakage_check_fires_on_partner_labels_from_the_label_table(tmp_path: Path) -> None:
+    leaky = default_config().with_value("features.synapses.partner_label_table", "allen_v1_column_types_slanted_ref")
+    fs = FeatureStore(tmp_path / "store")
+    fs.build(leaky)
+    spec = DatasetSpec("leaky", label="manual", level="type", origins=("real", "derived", "synthetic"))
+    with pytest.raises(LeakageError, match=r"syn_in_frac_exc(.|\n)*allen_v1_column_types_slanted_ref"):
+        build_dataset(fs, spec, tmp_path / "ds")
+    allowed = DatasetSpec(
+        "leaky",
+        label="manual",
+        level="type",
+        origins=("real", "derived", "synthetic"),
+        allow_leaky=tuple(
+            f"syn_{d}_{k}" for d in ("in", "out") for k in ("frac_exc", "frac_inh", "frac_partner_labelled")
+        ),
+    )
+    ds = build_dataset(fs, allowed, tmp_path / "ds")
+    assert any("explicitly allowed" in r for r in ds.card["leakage_risks"])
+
+
+def test_the_leakage_check_fires_on_a_models_own_prediction_column(tmp_path: Path) -> None:
+    """An external feature read from the early model's own table, with that model as the label."""
+    config = default_config().with_value(
+        "features.external.pred",
+        {"table": "soma_nuc_model_83_1_v117", "key": "target_id", "columns": {"cell_type": ""}},
+    )
+    fs = FeatureStore(tmp_path / "store")
+    fs.build(config)
+    with pytest.raises(LeakageError, match="pred_cell_type"):
+        build_dataset(fs, DatasetSpec("own", label="early_model", level="type", origins=("real", "derived")), tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "arrow", "npz"])
+def test_exports_round_trip(store: FeatureStore, tmp_path: Path, fmt: str) -> None:
+    ds = build_dataset(store, SPEC, tmp_path / "ds")
+    out = ds.export(fmt, tmp_path / f"export.{fmt}")
+    frame = ds.frame()
+    if fmt == "npz":
+        arrays = np.load(out)
+        x, names = ds.design(frame)
+        np.testing.assert_array_equal(arrays["X"], x)
+        assert list(arrays["feature_names"]) == names and list(arrays["y"]) == frame[ds.label].to_list()
+        assert list(arrays["fold_3"]) == frame["fold_3"].to_list()
+        return
+    back = {"parquet": pl.read_parquet, "arrow": pl.read_ipc, "csv": lambda p: pl.read_csv(p, schema=frame.schema)}[
+        fmt
+    ](out)
+    assert back.equals(frame)
+    assert ds.to_pandas().shape == frame.shape
+
+
+def test_find_dataset_by_name_id_and_path(store: FeatureStore, tmp_path: Path) -> None:
+    ds = build_dataset(store, SPEC, tmp_path)
+    assert find_dataset("types", tmp_path).path == ds.path
+    assert find_dataset(ds.id[:6], tmp_path).path == ds.path
+    assert find_dataset(str(ds.path)).path == ds.path
