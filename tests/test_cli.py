@@ -23,6 +23,10 @@ def test_run_builds_the_sample_and_summarises(in_tmp: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "feature version" in result.output and "69,461" in result.output
     assert "real-data features: 13 of" in result.output
+    assert "raw spellings agree on 51.0% of 1,327 cells; after harmonisation 80.9% of 1,123" in result.output
+    assert "hist_gradient_boosting" in result.output and "table:soma_nuc_model_83_1_v117" in result.output
+    report = next((in_tmp / "datasets" / "column_types").glob("*/baselines/*/REPORT.md"))
+    assert "column_classes" in report.read_text(), "one report covers class and type level"
     again = runner.invoke(app, ["run"])
     assert "already built (no-op)" in again.output
     listed = runner.invoke(app, ["list"])
@@ -68,3 +72,15 @@ def test_dataset_export_and_labels_commands(in_tmp: Path) -> None:
     assert agree.exit_code == 0
     assert "raw spellings agree on 51.0% of 1,327 shared cells" in agree.output
     assert "at type level: 80.9% of 1,123" in agree.output
+
+
+def test_baseline_command_writes_a_leaderboard_and_report(in_tmp: Path) -> None:
+    assert runner.invoke(app, ["dataset", "column_classes"]).exit_code == 0
+    out = runner.invoke(app, ["baseline", "column_classes", "--seeds", "0", "--models", "majority,logistic_regression"])
+    assert out.exit_code == 0, out.output
+    assert "leaderboard" in out.output and "table:soma_nuc_model_83_1_v117" in out.output
+    report = next((in_tmp / "datasets" / "column_classes").glob("*/baselines/*/REPORT.md"))
+    text = report.read_text()
+    assert "Elabbady et al. 2025" in text and "How the settings differ" in text
+    assert list((report.parent / "figures").glob("*.png")) and (report.parent / "leaderboard.csv").exists()
+    assert list((report.parent / "models").glob("*.joblib"))

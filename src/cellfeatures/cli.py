@@ -91,12 +91,17 @@ def _summary_table(manifest: dict[str, Any]) -> Table:
 
 @app.command()
 def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
-    """The main job on the embedded sample (or a config): build the feature version and summarise it."""
+    """The main job: build features, label agreement, datasets, baselines and the report (sample by default)."""
+    from cellfeatures.datasets import build_dataset
+    from cellfeatures.labels import agreement, label_sources, load_labels
+    from cellfeatures.report import baseline_report
+    from cellfeatures.sources.factory import make_source
+
     try:
         cfg = _config(config)
         t0 = time.perf_counter()
         console.print(f"[bold]cellfeatures run[/] — config {cfg.path}")
-        _fs, result = _build(cfg, store)
+        fs, result = _build(cfg, store)
         m = result.manifest
         console.print(_summary_table(m))
         ident = m["identity"]
@@ -109,10 +114,35 @@ def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
             f"real-data features: {len(real)} of {len(m['features'])} "
             f"(the others are derived or synthetic; see `cellfeatures show {result.version[:8]}`)"
         )
-        console.print(
-            f"{'built' if result.created else 'already built (no-op)'}: {result.path}  "
-            f"[{time.perf_counter() - t0:.1f} s]"
-        )
+        console.print(f"{'built' if result.created else 'already built (no-op)'}: {result.path}")
+        run_cfg = cfg.raw.get("run", {})
+        if run_cfg.get("agreement"):
+            a, b = run_cfg["agreement"]
+            source = make_source(cfg.source, cfg.tables_needed())
+            known = label_sources(cfg.raw.get("labels"))
+            la, lb = load_labels(source, known[a]), load_labels(source, known[b])
+            raw, typed = agreement(la, lb, "raw"), agreement(la, lb, "type")
+            console.print(
+                f"labels {a} vs {b}: raw spellings agree on {raw.agreement:.1%} of {raw.shared:,} cells; "
+                f"after harmonisation {typed.agreement:.1%} of {typed.shared:,} at type level "
+                f"(`cellfeatures labels {a} {b}` shows the confusion)"
+            )
+        names = run_cfg.get("datasets", [])
+        if names:
+            built = []
+            for name in names:
+                ds = build_dataset(
+                    fs, _dataset_spec(cfg, name, {}), cfg.datasets_root, label_blocks=cfg.raw.get("labels")
+                )
+                built.append(ds)
+                console.print(f"dataset {name}: {ds.card['cells']:,} cells, {len(ds.features)} features → {ds.path}")
+            with console.status("baselines: floors, trained models, existing model tables"):
+                report, _created = baseline_report(
+                    fs, built[0], seeds=tuple(run_cfg.get("seeds", [0, 1, 2])), root=cfg.datasets_root, extra=built[1:]
+                )
+            _print_leaderboard(report.parent / "leaderboard.csv")
+            console.print(f"report: {report}")
+        console.print(f"done in {time.perf_counter() - t0:.1f} s")
     except CellFeaturesError as exc:
         _fail(exc)
 
@@ -348,6 +378,53 @@ def dataset(
             console.print(f"  [yellow]risk:[/] {risk}")
     except CellFeaturesError as exc:
         _fail(exc)
+
+
+@app.command()
+def baseline(
+    name: Annotated[str, typer.Argument(help="dataset name, <name>/<id>, id prefix or path")] = "column_types",
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds (each re-draws the split)")] = "0,1,2",
+    models: Annotated[str | None, typer.Option(help="comma-separated models (default: all)")] = None,
+) -> None:
+    """Floors, trained baselines and every existing model table, scored alike; writes leaderboard + report."""
+    from cellfeatures.datasets import find_dataset
+    from cellfeatures.report import baseline_report
+
+    try:
+        cfg = _config(config)
+        ds = find_dataset(name, cfg.datasets_root)
+        chosen = tuple(m.strip() for m in models.split(",")) if models else None
+        report, created = baseline_report(
+            _store(cfg, store), ds, seeds=tuple(int(s) for s in seeds.split(",")), models=chosen, root=cfg.datasets_root
+        )
+        _print_leaderboard(report.parent / "leaderboard.csv")
+        console.print(f"report: {report}" + ("" if created else " (already computed)"))
+    except CellFeaturesError as exc:
+        _fail(exc)
+
+
+def _print_leaderboard(path: Path) -> None:
+    board = pl.read_csv(path)
+    table = _table(
+        ["dataset", "entry", "kind", "features", "accuracy", "balanced acc.", "macro-F1", "coverage"],
+        "leaderboard (mean ± std over seeds; headline rows first)",
+    )
+    for r in board.iter_rows(named=True):
+        flag = "" if r["headline"] else " [synthetic]"
+        coverage = f"{r['coverage']:.0%}" if r["coverage"] is not None else ""
+        table.add_row(
+            f"{r['dataset']} ({r['level']})",
+            r["entry"] + flag,
+            r["kind"],
+            r["feature_origins"],
+            f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}",
+            f"{r['balanced_accuracy_mean']:.3f} ± {r['balanced_accuracy_std']:.3f}",
+            f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}",
+            coverage,
+        )
+    console.print(table)
 
 
 @app.command()

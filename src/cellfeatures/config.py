@@ -15,7 +15,18 @@ from typing import Any
 
 from cellfeatures.errors import ConfigError
 
-KNOWN_SECTIONS = {"name", "description", "source", "identity", "features", "store", "datasets", "dataset"}
+KNOWN_SECTIONS = {
+    "name",
+    "description",
+    "source",
+    "identity",
+    "features",
+    "store",
+    "datasets",
+    "dataset",
+    "labels",
+    "run",
+}
 KNOWN_FAMILIES = {"nucleus", "synapses", "functional", "proofreading", "external"}
 SOURCE_KINDS = {"sample", "snapshot", "synthetic", "cave"}
 

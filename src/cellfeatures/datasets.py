@@ -63,7 +63,7 @@ class DatasetSpec:
     def from_dict(cls, name: str, block: dict[str, Any]) -> DatasetSpec:
         block = dict(block)
         split_block = block.pop("split", {})
-        if "column_box_um" in split_block:
+        if split_block.get("column_box_um") is not None:
             split_block["column_box_um"] = tuple(split_block["column_box_um"])
         try:
             split = SplitSpec(**split_block)

@@ -1,0 +1,117 @@
+"""Evaluator against hand-computed metrics; no preprocessing leak; tamper-proof models; reproducible boards."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cellfeatures.baselines import (
+    Evaluator,
+    ModelIntegrityError,
+    load_model,
+    make_model,
+    run_baselines,
+    save_model,
+)
+from cellfeatures.config import default_config
+from cellfeatures.datasets import DatasetSpec, build_dataset
+from cellfeatures.splits import SplitSpec
+from cellfeatures.store import FeatureStore
+
+
+def test_evaluator_matches_hand_computed_metrics() -> None:
+    ev = Evaluator(classes=["a", "b", "c"])
+    y_true = ["a", "a", "a", "b", "b", "c"]
+    y_pred = ["a", "a", "b", "b", None, "c"]  # None: no prediction, always wrong
+    m = ev.eval(y_true, y_pred)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # recalls: a 2/3, b 1/2, c 1/1 -> balanced accuracy is their mean
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    # precisions: a 2/2, b 1/2, c 1/1; F1 a = 0.8, b = 0.5, c = 1
+    assert m["per_class"]["a"]["f1"] == pytest.approx(0.8) and m["per_class"]["b"]["precision"] == 0.5
+    assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 1.0) / 3)
+    assert m["confusion"] == [[2, 1, 0], [0, 1, 0], [0, 0, 1]], "the unlabelled prediction is in no column"
+    proba = np.array([[0.8, 0.1, 0.1]] * 3 + [[0.1, 0.8, 0.1]] * 2 + [[0.1, 0.1, 0.8]])
+    with_proba = ev.eval(y_true, y_pred, proba)
+    expected = -(3 * math.log(0.8) + 2 * math.log(0.8) + math.log(0.8)) / 6
+    assert with_proba["log_loss"] == pytest.approx(expected)
+    assert with_proba["calibration"]["mean_confidence"] == pytest.approx(0.8)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("bl")
+    store = FeatureStore(root / "features")
+    store.build(default_config())
+    spec = DatasetSpec(
+        "types",
+        origins=("real", "derived"),
+        exclude=("pos_*", "qc_*"),
+        split=SplitSpec("spatial", folds=3, seed=0, block_um=50, buffer_um=15),
+    )
+    return store, build_dataset(store, spec, root / "datasets"), root
+
+
+def test_preprocessing_is_fitted_on_the_training_fold_only(dataset) -> None:
+    """Imputer and scaler statistics equal those of the training fold, not those of all cells."""
+    _store, ds, _root = dataset
+    x_train, y_train, _ = ds.xy(0, "train")
+    x_all, _y, _ = ds.xy()
+    model = make_model("logistic_regression", ds.features, seed=0).fit(x_train, y_train)
+    medians = np.nanmedian(x_train, axis=0)
+    imputed = np.where(np.isnan(x_train), medians, x_train)
+    np.testing.assert_allclose(model.named_steps["impute"].statistics_, medians)
+    np.testing.assert_allclose(model.named_steps["scale"].mean_, imputed.mean(axis=0))
+    all_imputed = np.where(np.isnan(x_all), np.nanmedian(x_all, axis=0), x_all)
+    assert not np.allclose(model.named_steps["scale"].mean_, all_imputed.mean(axis=0)), (
+        "fitted on all cells, the scaler would have other statistics: the test cells would leak"
+    )
+
+
+def test_a_tampered_or_foreign_model_file_is_refused(dataset, tmp_path: Path) -> None:
+    _store, ds, root = dataset
+    x, y, names = ds.xy()
+    path = save_model(make_model("logistic_regression", ds.features, 0).fit(x, y), tmp_path / "m.joblib", ds, names, {})
+    assert load_model(path, ds).predict(x[:3]).shape == (3,)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="SHA-256 does not match"):
+        load_model(path, ds)
+    other = build_dataset(_store, DatasetSpec("other", level="class", origins=("real",)), root / "datasets")
+    path2 = save_model(make_model("majority", ds.features, 0).fit(x, y), tmp_path / "n.joblib", ds, names, {})
+    with pytest.raises(ModelIntegrityError, match="trained on dataset"):
+        load_model(path2, other)
+
+
+def test_the_leaderboard_is_identical_for_the_same_seed(dataset) -> None:
+    store, ds, root = dataset
+    kwargs = {
+        "seeds": (0,),
+        "models": ("majority", "depth_only", "hist_gradient_boosting"),
+        "existing": ("early_model",),
+        "root": root / "datasets",
+    }
+    first = run_baselines(store, ds, **kwargs).frame()
+    second = run_baselines(store, ds, **kwargs).frame()
+    assert first.equals(second)
+    rows = {r["entry"]: r for r in first.iter_rows(named=True)}
+    assert rows["table:soma_nuc_model_83_1_v117"]["kind"] == "existing"
+    assert 0.85 < rows["table:soma_nuc_model_83_1_v117"]["coverage"] < 0.95
+    assert (
+        rows["hist_gradient_boosting"]["accuracy_mean"]
+        > rows["depth_only"]["accuracy_mean"]
+        > rows["majority"]["accuracy_mean"]
+    )
+
+
+def test_seeds_redraw_the_split_and_report_mean_and_std(dataset) -> None:
+    store, ds, root = dataset
+    board = run_baselines(store, ds, seeds=(0, 1), models=("logistic_regression",), existing=(), root=root / "datasets")
+    entry = board.entries[0]
+    assert [m["seed"] for m in entry.per_seed] == [0, 1] and len(entry.per_fold) == 6
+    mean, std = entry.summary("accuracy")
+    assert mean == pytest.approx(np.mean([m["accuracy"] for m in entry.per_seed])) and std >= 0
