@@ -46,31 +46,41 @@ def main() -> None:
     path = write_synthetic_snapshot(spec, args.data / f"synthetic-{spec.key()}")
     generate_s = time.perf_counter() - t0
     config = {
-        "name": "bench", "source": {"kind": "snapshot", "path": str(path)},
+        "name": "bench",
+        "source": {"kind": "snapshot", "path": str(path)},
         "features": {
             "nucleus": {"area_table": "nucleus_functional_area_assignment", "depth_method": "standard_transform"},
-            "synapses": {"synapse_table": "synapses_pni_2", "target_table": "synapse_target_predictions_ssa",
-                         "partner_label_table": "aibs_metamodel_celltypes_v661"},
-            "functional": {}, "proofreading": {},
+            "synapses": {
+                "synapse_table": "synapses_pni_2",
+                "target_table": "synapse_target_predictions_ssa",
+                "partner_label_table": "aibs_metamodel_celltypes_v661",
+            },
+            "functional": {},
+            "proofreading": {},
         },
     }
     with tempfile.TemporaryDirectory() as store:
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(config), store],
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, json.dumps(config), store], check=True, capture_output=True, text=True
+        )
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         if peak_kib <= before:
             raise SystemExit("could not measure the child's peak RSS")
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
-          f"cpus={__import__('os').cpu_count()}")
+    print(
+        f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
+        f"cpus={__import__('os').cpu_count()}"
+    )
     print(f"snapshot: {path} (generated or found in {generate_s:.1f} s)")
     print()
     print("| synapses | cells | build wall s | synapses/s | peak RSS GiB | features | per family (s) |")
     print("|---|---|---|---|---|---|---|")
     per_family = ", ".join(f"{k} {v:.1f}" for k, v in result["family_seconds"].items())
-    print(f"| {args.synapses:,} | {args.cells:,} | {result['seconds']:.1f} | "
-          f"{args.synapses / result['seconds']:,.0f} | {peak_kib / 2**20:.2f} | {result['features']} | {per_family} |")
+    print(
+        f"| {args.synapses:,} | {args.cells:,} | {result['seconds']:.1f} | "
+        f"{args.synapses / result['seconds']:,.0f} | {peak_kib / 2**20:.2f} | {result['features']} | {per_family} |"
+    )
 
 
 if __name__ == "__main__":

@@ -149,21 +149,32 @@ def canonical_cell_types(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def canonical_synapses(lf: pl.LazyFrame, resolution_nm: Sequence[float]) -> pl.LazyFrame:
-    """synapses_pni_2 -> synapse_id, pre_root_id, post_root_id, size_vx, ctr_*_nm (valid rows only)."""
+def canonical_synapses(lf: pl.LazyFrame, resolution_nm: Sequence[float], positions: bool = True) -> pl.LazyFrame:
+    """synapses_pni_2 -> synapse_id, pre_root_id, post_root_id, size_vx (+ ctr_*_nm) for valid rows.
+
+    positions=False reads no position column at all (a table fetched without them is fine then).
+    """
     schema = lf.collect_schema()
     keep = pl.col("valid").fill_null(True) if "valid" in schema else pl.lit(True)
+    if positions and "ctr_pt_position_x" not in schema:
+        raise SourceError(
+            "the synapse table has no ctr_pt_position_* columns: set soma_distance = false "
+            "in [features.synapses], or fetch the table with positions"
+        )
     return lf.filter(keep).select(
         pl.col("id").alias("synapse_id"),
         pl.col("pre_pt_root_id").alias("pre_root_id"),
         pl.col("post_pt_root_id").alias("post_root_id"),
         pl.col("size").alias("size_vx"),
-        *positions_nm("ctr_pt_position", resolution_nm, out="ctr"),
+        *(positions_nm("ctr_pt_position", resolution_nm, out="ctr") if positions else []),
     )
 
 
+TAG = pl.Enum(["spine", "shaft", "soma"])  # one byte per synapse instead of a string
+
+
 def canonical_synapse_tags(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """synapse_target_predictions_ssa -> synapse_id, tag (valid rows only)."""
+    """synapse_target_predictions_ssa -> synapse_id, tag (Enum spine/shaft/soma; valid rows only)."""
     schema = lf.collect_schema()
     keep = pl.col("valid").fill_null(True) if "valid" in schema else pl.lit(True)
-    return lf.filter(keep).select(pl.col("target_id").alias("synapse_id"), pl.col("tag").cast(pl.String))
+    return lf.filter(keep).select(pl.col("target_id").alias("synapse_id"), pl.col("tag").cast(pl.String).cast(TAG))

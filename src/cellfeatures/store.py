@@ -231,9 +231,10 @@ class FeatureStore:
         nucleus_table = config.identity["nucleus_table"]
         say(f"identity: {nucleus_table}")
         identity = identity_map(load_identity_nucleus(source, nucleus_table))
-        ctx = BuildContext(source=source, identity=identity)
         family_dir = tmp / "families"
         family_dir.mkdir()
+        (tmp / "scratch").mkdir()
+        ctx = BuildContext(source=source, identity=identity, scratch=tmp / "scratch")
         specs: list[FeatureSpec] = []
         family_inputs: dict[str, list[str]] = {}
         family_seconds: dict[str, float] = {}
@@ -267,6 +268,7 @@ class FeatureStore:
         df = validate(df, feature_matrix_schema({s.name: s.dtype for s in specs}), f"feature matrix {version}")
         df.write_parquet(tmp / FEATURES_FILE, compression="zstd", statistics=True)
         shutil.rmtree(family_dir)
+        shutil.rmtree(tmp / "scratch")
 
         all_inputs = sorted({nucleus_table, *[t for ts in family_inputs.values() for t in ts]})
         infos = {t: source.info(t).as_dict() for t in all_inputs}

@@ -88,8 +88,13 @@ def brute_force(syn_rows: list[tuple], tags: dict[int, str]) -> dict[int, dict[s
             partners = {s[other] for s in mine}
             tagged = [tags[s[0]] for s in mine if s[0] in tags]
             labelled = [partner_class[s[other]] for s in mine if s[other] in partner_class]
+            # per-synapse distances are rounded to 1e-6 um by definition (see synapses.direction_records)
             dists = [
-                math.dist((s[4] * RES[0], s[5] * RES[1], s[6] * RES[2]), (cx * RES[0], cy * RES[1], cz * RES[2])) / 1000
+                round(
+                    math.dist((s[4] * RES[0], s[5] * RES[1], s[6] * RES[2]), (cx * RES[0], cy * RES[1], cz * RES[2]))
+                    / 1000,
+                    6,
+                )
                 for s in mine
             ]
             n = len(mine)
@@ -120,7 +125,13 @@ def brute_force(syn_rows: list[tuple], tags: dict[int, str]) -> dict[int, dict[s
     return out
 
 
-def pipeline(snapshot, syn_rows: list[tuple], tags: dict[int, str], cfg: dict | None = None) -> pl.DataFrame:
+ENGINES = {"lazy": {"engine": "lazy"}, "bucketed": {"engine": "bucketed", "range_rows": 4, "buckets": 3}}
+
+
+def pipeline(
+    snapshot, syn_rows: list[tuple], tags: dict[int, str], cfg: dict | None = None, engine: str = "lazy"
+) -> pl.DataFrame:
+    cfg = {**(cfg or CFG), **ENGINES[engine]}
     source = snapshot(
         {
             "nucleus_detection_v0": nucleus_frame(NUCLEI),
@@ -129,7 +140,7 @@ def pipeline(snapshot, syn_rows: list[tuple], tags: dict[int, str], cfg: dict | 
             "synapse_target_predictions_ssa": tag_frame(tags),
         }
     )
-    return synapses.build(context(source), cfg or CFG).collect()
+    return synapses.build(context(source), cfg).collect()
 
 
 def assert_matches(result: pl.DataFrame, expected: dict[int, dict[str, Any]]) -> None:
@@ -161,12 +172,16 @@ HAND_BUILT = [
 HAND_TAGS = {10: "spine", 11: "spine", 12: "shaft", 15: "soma", 16: "spine", 13: "soma", 99: "shaft"}
 
 
-def test_hand_built_table_matches_brute_force(snapshot) -> None:
-    assert_matches(pipeline(snapshot, HAND_BUILT, HAND_TAGS), brute_force(HAND_BUILT, HAND_TAGS))
+@pytest.mark.parametrize("engine", ENGINES)
+def test_hand_built_table_matches_brute_force(snapshot, engine: str) -> None:
+    assert_matches(pipeline(snapshot, HAND_BUILT, HAND_TAGS, engine=engine), brute_force(HAND_BUILT, HAND_TAGS))
 
 
-def test_edge_cases_by_name(snapshot) -> None:
-    result = {r["nucleus_id"]: r for r in pipeline(snapshot, HAND_BUILT, HAND_TAGS).iter_rows(named=True)}
+@pytest.mark.parametrize("engine", ENGINES)
+def test_edge_cases_by_name(snapshot, engine: str) -> None:
+    result = {
+        r["nucleus_id"]: r for r in pipeline(snapshot, HAND_BUILT, HAND_TAGS, engine=engine).iter_rows(named=True)
+    }
     assert set(result) == {1, 2, 3}, "merged (4, 5) and rootless (6) nuclei get no synapse features"
     assert result[1]["syn_in_count"] == 3, "autapse 13 and root-0 synapse 14 are excluded"
     assert result[1]["syn_in_partners"] == 2 and result[1]["syn_in_per_partner"] == 1.5
@@ -208,7 +223,11 @@ def test_random_tables_match_brute_force(snapshot, rows, tag_seed) -> None:
     syn_rows = [(i + 1, *r) for i, r in enumerate(rows)]
     rng = np.random.default_rng(tag_seed)
     tags = {s[0]: str(rng.choice(["spine", "shaft", "soma"])) for s in syn_rows if rng.random() < 0.7}
-    assert_matches(pipeline(snapshot, syn_rows, tags), brute_force(syn_rows, tags))
+    expected = brute_force(syn_rows, tags)
+    lazy = pipeline(snapshot, syn_rows, tags, engine="lazy")
+    assert_matches(lazy, expected)
+    bucketed = pipeline(snapshot, syn_rows, tags, engine="bucketed")
+    assert bucketed.sort("nucleus_id").equals(lazy.sort("nucleus_id")), "the two strategies agree bit for bit"
 
 
 def test_duplicate_target_predictions_are_refused(snapshot) -> None:

@@ -8,6 +8,7 @@ holding exactly the declared feature columns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -43,6 +44,7 @@ class BuildContext:
     source: Source
     identity: pl.DataFrame
     used_tables: set[str] = field(default_factory=set)
+    scratch: Path | None = None  # where a family may spill intermediate files (inside the build's temp dir)
 
     def scan(self, table: str) -> pl.LazyFrame:
         self.used_tables.add(table)

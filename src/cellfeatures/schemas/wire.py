@@ -8,6 +8,8 @@ Extra columns are allowed (`strict = False`): servers add book-keeping columns o
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pandera.polars as pa
 
 
@@ -45,9 +47,10 @@ class SynapseWire(_Annotation):
     pre_pt_root_id: int = pa.Field(ge=0)
     post_pt_root_id: int = pa.Field(ge=0)
     size: int = pa.Field(ge=0, nullable=True)
-    ctr_pt_position_x: float = pa.Field(nullable=True)
-    ctr_pt_position_y: float = pa.Field(nullable=True)
-    ctr_pt_position_z: float = pa.Field(nullable=True)
+    # optional: only the soma-distance features need them
+    ctr_pt_position_x: Optional[float] = pa.Field(nullable=True)  # noqa: UP045 - pandera reads Optional
+    ctr_pt_position_y: Optional[float] = pa.Field(nullable=True)  # noqa: UP045
+    ctr_pt_position_z: Optional[float] = pa.Field(nullable=True)  # noqa: UP045
 
 
 class SynapseTagWire(_Annotation):
