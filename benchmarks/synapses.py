@@ -1,14 +1,16 @@
 """Benchmark: the synapse feature family at scale, against DuckDB and pandas, in one run.
 
     python benchmarks/synapses.py --rows 100_000_000 [--cells 120_000] [--data benchmarks/_data]
-                                  [--engines floor,polars,duckdb,pandas] [--pandas-max 10_000_000]
+                                  [--engines floor,polars,polars_lazy,polars_bucketed,duckdb,pandas] [--pandas-max 10_000_000]
 
 1. Generates (once, cached under --data) a partitioned synthetic snapshot shaped like synapses_pni_2 +
    synapse_target_predictions_ssa + nucleus_detection_v0 + a model cell-type table (no position columns:
    the benchmarked family is counts, sizes, tags, partners and partner classes).
 2. Runs each engine in its own subprocess (so the peak RSS it reports is its own):
    - floor:  scan + decode of the needed columns only (what any engine must at least do);
-   - polars: the project's synapse pipeline (cellfeatures.pipelines.synapses), as `cellfeatures build` runs it;
+   - polars: the project's synapse pipeline (cellfeatures.pipelines.synapses), as `cellfeatures build` runs it
+     (engine "auto": range-partitioned and bucketed above 20M rows, one lazy plan below);
+   - polars_lazy / polars_bucketed: the same pipeline forced to one strategy (their results must agree);
    - duckdb: the same aggregation in SQL over the same Parquet files;
    - pandas: the same in pandas (only up to --pandas-max rows).
 3. Checks that every engine produced identical per-cell numbers (integers equal, floats within 1e-9
@@ -55,7 +57,7 @@ def prepare_inputs(snapshot: Path, work: Path) -> None:
     partner_classes(source.scan(LABELS), identity).collect().write_parquet(work / "partner_classes.parquet")
 
 
-def run_polars(snapshot: Path, work: Path, out: Path, engine: str = "auto") -> None:
+def run_polars(snapshot: Path, work: Path, out: Path, engine: str = "auto", **options: int) -> None:
     from cellfeatures.identity import identity_map
     from cellfeatures.pipelines import synapses
     from cellfeatures.pipelines.base import BuildContext
@@ -64,7 +66,7 @@ def run_polars(snapshot: Path, work: Path, out: Path, engine: str = "auto") -> N
 
     source = SnapshotSource(snapshot)
     ctx = BuildContext(source=source, identity=identity_map(load_identity_nucleus(source, NUC)))
-    cfg = {**CONFIG, "validate_max_rows": 0, "engine": engine}
+    cfg = {**CONFIG, "validate_max_rows": 0, "engine": engine, **options}
     synapses.build(ctx, cfg).sink_parquet(out, engine="streaming")
 
 
@@ -100,7 +102,8 @@ def run_duckdb(snapshot: Path, work: Path, out: Path) -> None:
     syn AS (
         SELECT id, pre_pt_root_id AS pre, post_pt_root_id AS post, size
         FROM read_parquet('{snapshot}/{SYN}/*.parquet')
-        WHERE coalesce(valid, true) AND pre_pt_root_id <> post_pt_root_id AND pre_pt_root_id <> 0 AND post_pt_root_id <> 0
+        WHERE coalesce(valid, true) AND pre_pt_root_id <> post_pt_root_id
+          AND pre_pt_root_id <> 0 AND post_pt_root_id <> 0
     ),
     tags AS (SELECT target_id, tag FROM read_parquet('{snapshot}/{TAGS}/*.parquet') WHERE coalesce(valid, true)),
     tagged AS (SELECT s.*, t.tag FROM syn s LEFT JOIN tags t ON s.id = t.target_id),
@@ -220,10 +223,17 @@ def finalize(raw: pl.DataFrame, work: Path) -> pl.DataFrame:
     return out.with_columns([pl.col(c).fill_null(0) for c in zero])
 
 
+def run_polars_bucketed(snapshot: Path, work: Path, out: Path) -> None:
+    """The range-partitioned, bucketed strategy forced on (at least 4 ranges), whatever the size."""
+    rows = pl.scan_parquet(snapshot / SYN / "*.parquet").select(pl.len()).collect().item()
+    run_polars(snapshot, work, out, engine="bucketed", range_rows=max(1, rows // 4))
+
+
 ENGINES = {
     "floor": run_floor,
     "polars": run_polars,
     "polars_lazy": run_polars_lazy,
+    "polars_bucketed": run_polars_bucketed,
     "duckdb": run_duckdb,
     "pandas": run_pandas,
 }
@@ -306,7 +316,7 @@ def main() -> None:
             results[engine]["frame"] = pl.read_parquet(out)
         checks = {}
         reference = results.get("polars", {}).get("frame")
-        for engine in ("polars_lazy", "duckdb", "pandas"):
+        for engine in ("polars_lazy", "polars_bucketed", "duckdb", "pandas"):
             if engine in results and reference is not None:
                 try:
                     checks[engine] = f"identical (max rel. diff {compare(reference, results[engine]['frame']):.1e})"
