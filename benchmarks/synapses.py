@@ -1,7 +1,8 @@
 """Benchmark: the synapse feature family at scale, against DuckDB and pandas, in one run.
 
     python benchmarks/synapses.py --rows 100_000_000 [--cells 120_000] [--data benchmarks/_data]
-                                  [--engines floor,polars,polars_lazy,polars_bucketed,duckdb,pandas] [--pandas-max 10_000_000]
+                                  [--engines floor,polars,polars_lazy,polars_bucketed,duckdb,pandas]
+                                  [--pandas-max 10_000_000]
 
 1. Generates (once, cached under --data) a partitioned synthetic snapshot shaped like synapses_pni_2 +
    synapse_target_predictions_ssa + nucleus_detection_v0 + a model cell-type table (no position columns:
