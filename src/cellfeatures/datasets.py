@@ -17,7 +17,6 @@ import fnmatch
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from cellfeatures.atomic import publish_directory
 from cellfeatures.errors import CellFeaturesError, ConfigError, StoreError
 from cellfeatures.labels import LabelSet, label_sources, load_labels
 from cellfeatures.splits import SplitSpec, fold_names, make_split
@@ -275,22 +275,13 @@ def build_dataset(
         spec, dataset_id, version, manifest, labels, label_col, features, leaks, steps, data, split, categories
     )
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".building-{dataset_id}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    def write(tmp: Path) -> None:
         data.write_parquet(tmp / "data.parquet", compression="zstd")
         split.write_parquet(tmp / "splits.parquet", compression="zstd")
         (tmp / "card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
         (tmp / "CARD.md").write_text(render_card(card))
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if (final / "card.json").exists():
-            return Dataset(final)
-        raise
+
+    publish_directory(final, write, ready="card.json")
     return Dataset(final)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from cellfeatures.atomic import publish_directory
 from cellfeatures.baselines import EXISTING, Evaluator, Leaderboard, save_model
 
 PUBLISHED = {
@@ -127,15 +128,13 @@ def baseline_report(
         run_baselines(store, d, seeds=seeds, models=models, existing=existing, root=root)
         for d in [dataset, *(extra or [])]
     ]
-    tmp = out.parent / f".building-{key}"
-    if tmp.exists():
-        import shutil
 
-        shutil.rmtree(tmp)
-    write_report(boards[0], tmp, boards[1:])
-    save_best_model(boards[0], tmp)
-    tmp.rename(out)
-    return out / "REPORT.md", True
+    def write(tmp: Path) -> None:
+        write_report(boards[0], tmp, boards[1:])
+        save_best_model(boards[0], tmp)
+
+    _, created = publish_directory(out, write, ready="REPORT.md")
+    return out / "REPORT.md", created
 
 
 def write_report(board: Leaderboard, out: Path, extra_boards: list[Leaderboard] | None = None) -> Path:

@@ -28,6 +28,7 @@ from typing import Any
 import polars as pl
 
 from cellfeatures import PIPELINE_CODE_VERSION, __version__
+from cellfeatures.atomic import publish_directory
 from cellfeatures.config import Config
 from cellfeatures.errors import StoreError, VersionNotFoundError
 from cellfeatures.identity import identity_map
@@ -198,23 +199,13 @@ class FeatureStore:
             say(f"version {version} already built: nothing to do")
             return BuildResult(version, final, False, json.loads((final / MANIFEST_FILE).read_text()))
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".building-{version}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        try:
-            manifest = self._build_into(tmp, version, config, source, fingerprint, say, started)
-            try:
-                os.rename(tmp, final)  # atomic publish
-            except OSError:
-                if (final / MANIFEST_FILE).exists():  # a concurrent build published the same version
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    return BuildResult(version, final, False, json.loads((final / MANIFEST_FILE).read_text()))
-                raise
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        manifest, created = publish_directory(
+            final,
+            lambda tmp: self._build_into(tmp, version, config, source, fingerprint, say, started),
+            ready=MANIFEST_FILE,
+        )
+        if not created or manifest is None:
+            return BuildResult(version, final, False, json.loads((final / MANIFEST_FILE).read_text()))
         say(f"published version {version} ({manifest['rows']:,} cells, {len(manifest['features'])} features)")
         return BuildResult(version, final, True, manifest)
 

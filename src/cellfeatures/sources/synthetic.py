@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from cellfeatures.atomic import publish_directory
 from cellfeatures.sources.snapshot import SnapshotSource
 
 GENERATOR_VERSION = "1"
@@ -413,21 +413,9 @@ def generate_proofreading(cells: pl.DataFrame, spec: SyntheticSpec, focus: np.nd
 
 
 def _write_atomic_dir(out: Path, write: Any) -> Path:
-    """Write into a sibling temp dir, then rename: readers never see a half-written snapshot."""
-    out = Path(out)
-    if out.exists():
-        return out
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        write(tmp)
-        os.replace(tmp, out)  # atomic on one filesystem
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    """Write a snapshot directory once, atomically (see cellfeatures.atomic)."""
+    publish_directory(Path(out), write)
+    return Path(out)
 
 
 def nucleus_table(cells: pl.DataFrame) -> pl.DataFrame:
