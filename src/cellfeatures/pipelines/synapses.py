@@ -371,7 +371,8 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
                     flags,
                     Path(scratch),
                     option(cfg, "range_rows", 10_000_000, FAMILY),
-                    option(cfg, "buckets", 16, FAMILY),
+                    # enough buckets that one holds ~6M synapses' records: phase-2 memory stays flat
+                    option(cfg, "buckets", max(16, -(-rows // 6_000_000)), FAMILY),
                 )
             ]
     else:
