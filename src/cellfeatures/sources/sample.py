@@ -20,14 +20,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from cellfeatures.atomic import publish_directory
 from cellfeatures.sources.snapshot import SnapshotSource
-from cellfeatures.sources.synthetic import (
-    GENERATOR_VERSION,
-    SyntheticSpec,
-    _write_atomic_dir,
-    default_cache_dir,
-    write_tables,
-)
+from cellfeatures.sources.synthetic import GENERATOR_VERSION, SyntheticSpec, default_cache_dir, write_tables
 from cellfeatures.vocab import harmonise_expr
 
 # The real synapses of this root are shipped; it gets no synthetic ones.
@@ -138,8 +133,8 @@ def ensure_sample_synthetic(
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    return _write_atomic_dir(root, write)
+    publish_directory(root, write)
+    return root
 
 
 class SampleSource(SnapshotSource):
