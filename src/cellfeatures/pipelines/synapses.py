@@ -258,6 +258,7 @@ def _bucketed(
     partner_info: pl.LazyFrame,
     flags: tuple[bool, bool, bool],
     scratch: Path,
+    rows: int,
     range_rows: int,
     buckets: int,
 ) -> list[pl.DataFrame]:
@@ -275,7 +276,6 @@ def _bucketed(
     lo, hi = bounds["lo"][0], bounds["hi"][0]
     if lo is None:
         return [pl.DataFrame(), pl.DataFrame()]
-    rows = syn.select(pl.len()).collect().item()
     n_ranges = max(1, -(-rows // range_rows))
     edges = [lo + (hi + 1 - lo) * i // n_ranges for i in range(n_ranges + 1)]
     for r, (a, b) in enumerate(pairwise(edges)):
@@ -370,6 +370,7 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
                     partner_info,
                     flags,
                     Path(scratch),
+                    rows,  # counted above from metadata: no second pass over the table
                     option(cfg, "range_rows", 10_000_000, FAMILY),
                     # enough buckets that one holds ~6M synapses' records: phase-2 memory stays flat
                     option(cfg, "buckets", max(16, -(-rows // 6_000_000)), FAMILY),
