@@ -278,9 +278,12 @@ def _bucketed(
         return [pl.DataFrame(), pl.DataFrame()]
     n_ranges = max(1, -(-rows // range_rows))
     edges = [lo + (hi + 1 - lo) * i // n_ranges for i in range(n_ranges + 1)]
+    roots = cells.select("root_id").collect().to_series().implode()
     for r, (a, b) in enumerate(pairwise(edges)):
         in_range = (pl.col("synapse_id") >= a) & (pl.col("synapse_id") < b)
-        chunk = syn.filter(in_range).collect()
+        # synapses that touch no attributable cell contribute to no feature: drop them before the tag merge
+        touches_a_cell = pl.col("pre_root_id").is_in(roots) | pl.col("post_root_id").is_in(roots)
+        chunk = syn.filter(in_range & touches_a_cell).collect()
         if tags is not None:
             chunk = join_tags(chunk, tags.filter(in_range).collect(), tag_table)
         records = pl.concat(
