@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +118,11 @@ def leakage_check(features: list[str], manifest: dict[str, Any], labels: LabelSe
 
 @dataclass
 class Dataset:
-    """A built dataset on disk."""
+    """A built dataset on disk. Its files never change once published, so each is read once."""
 
     path: Path
 
-    @property
+    @cached_property
     def card(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.path / "card.json").read_text())
         return data
@@ -138,11 +139,11 @@ class Dataset:
     def label(self) -> str:
         return str(self.card["label"]["column"])
 
-    @property
+    @cached_property
     def data(self) -> pl.DataFrame:
         return pl.read_parquet(self.path / "data.parquet")
 
-    @property
+    @cached_property
     def splits(self) -> pl.DataFrame:
         return pl.read_parquet(self.path / "splits.parquet")
 
@@ -150,9 +151,13 @@ class Dataset:
     def folds(self) -> list[str]:
         return fold_names(self.splits)
 
+    @cached_property
+    def _frame(self) -> pl.DataFrame:
+        return self.data.join(self.splits, on="nucleus_id", how="left")
+
     def frame(self) -> pl.DataFrame:
         """Data with the split roles joined (one column per fold)."""
-        return self.data.join(self.splits, on="nucleus_id", how="left")
+        return self._frame
 
     def fold(self, k: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(train, test) frames of fold k; buffer cells are in neither."""
