@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -435,7 +435,3 @@ def run_baselines(
         if result is not None:
             entries.append(result)
     return Leaderboard(dataset, entries)
-
-
-def replace_seed(spec: DatasetSpec, seed: int) -> DatasetSpec:
-    return replace(spec, split=replace(spec.split, seed=seed))

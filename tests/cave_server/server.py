@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 from flask import Flask, Response, request
@@ -321,7 +320,3 @@ class CaveTestServer:
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         return Response(sink.getvalue(), headers={**headers, "Content-Type": "data.arrow"})
-
-
-def shuffled_ids(n: int, seed: int = 0) -> np.ndarray:  # pragma: no cover - helper for ad-hoc tests
-    return np.random.default_rng(seed).permutation(n)

@@ -412,12 +412,6 @@ def generate_proofreading(cells: pl.DataFrame, spec: SyntheticSpec, focus: np.nd
 # ------------------------------------------------------------------ writing
 
 
-def _write_atomic_dir(out: Path, write: Any) -> Path:
-    """Write a snapshot directory once, atomically (see cellfeatures.atomic)."""
-    publish_directory(Path(out), write)
-    return Path(out)
-
-
 def nucleus_table(cells: pl.DataFrame) -> pl.DataFrame:
     n = cells.height
     return pl.DataFrame(
@@ -496,10 +490,7 @@ def write_tables(
 def _manifest_tables(rows: dict[str, int], source: str) -> dict[str, Any]:
     tables: dict[str, Any] = {}
     for name, n in rows.items():
-        entry: dict[str, Any] = {"origin": "synthetic", "kind": "cave", "rows": n, "source": source}
-        if name in ("synapses_pni_2", "synapse_target_predictions_ssa"):
-            entry["parts_origin"] = "synthetic"
-        tables[name] = entry
+        tables[name] = {"origin": "synthetic", "kind": "cave", "rows": n, "source": source}
     return tables
 
 
@@ -528,7 +519,8 @@ def write_synthetic_snapshot(spec: SyntheticSpec, out: str | os.PathLike[str]) -
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
-    return _write_atomic_dir(Path(out), write)
+    publish_directory(Path(out), write)  # once, atomically
+    return Path(out)
 
 
 def default_cache_dir() -> Path:
