@@ -142,9 +142,7 @@ class CaveFetcher:
             )
             self.version = int(version if version is not None else self.client.materialize.most_recent_version())
             self.timestamp = self._retry(lambda: self.client.materialize.get_timestamp(self.version), "timestamp")
-        except CaveAuthError:
-            raise
-        except CellFeaturesError:
+        except CellFeaturesError:  # including CaveAuthError: already clear and redacted
             raise
         except Exception as exc:
             raise SourceError(
@@ -325,9 +323,7 @@ class Snapshotter:
             }
         )
         m["tables"][table] = entry
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(m, indent=2) + "\n")
-        os.replace(tmp, path)
+        _write_json(path, m, indent=2)
 
     def is_complete(self, table: str) -> bool:
         path = self._manifest_path()
@@ -445,9 +441,10 @@ class Snapshotter:
         return frame.height
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def _write_json(path: Path, data: dict[str, Any], indent: int | None = None) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, default=str))
+    tmp.write_text(json.dumps(data, default=str, indent=indent) + "\n")
     os.replace(tmp, path)
 
 
