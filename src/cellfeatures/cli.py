@@ -93,9 +93,7 @@ def _summary_table(manifest: dict[str, Any]) -> Table:
 def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """The main job: build features, label agreement, datasets, baselines and the report (sample by default)."""
     from cellfeatures.datasets import build_dataset
-    from cellfeatures.labels import agreement, label_sources, load_labels
     from cellfeatures.report import baseline_report
-    from cellfeatures.sources.factory import make_source
 
     try:
         cfg = _config(config)
@@ -118,10 +116,7 @@ def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
         run_cfg = cfg.raw.get("run", {})
         if run_cfg.get("agreement"):
             a, b = run_cfg["agreement"]
-            source = make_source(cfg.source, cfg.tables_needed())
-            known = label_sources(cfg.raw.get("labels"))
-            la, lb = load_labels(source, known[a]), load_labels(source, known[b])
-            raw, typed = agreement(la, lb, "raw"), agreement(la, lb, "type")
+            _la, _lb, raw, typed = _compare_labels(cfg, a, b, "type")
             console.print(
                 f"labels {a} vs {b}: raw spellings agree on {raw.agreement:.1%} of {raw.shared:,} cells; "
                 f"after harmonisation {typed.agreement:.1%} of {typed.shared:,} at type level "
@@ -446,6 +441,20 @@ def export(
         _fail(exc)
 
 
+def _compare_labels(cfg: Config, a: str, b: str, level: str) -> tuple[Any, Any, Any, Any]:
+    """Two label sets of the config's source and their agreement, raw spellings and at `level`."""
+    from cellfeatures.labels import agreement, label_sources, load_labels
+    from cellfeatures.sources.factory import make_source
+
+    known = label_sources(cfg.raw.get("labels"))
+    for name in (a, b):
+        if name not in known:
+            raise ConfigError(f"unknown label source {name!r}; known: {', '.join(known)}")
+    source = make_source(cfg.source, cfg.tables_needed())
+    la, lb = load_labels(source, known[a]), load_labels(source, known[b])
+    return la, lb, agreement(la, lb, "raw"), agreement(la, lb, level)
+
+
 @app.command()
 def labels(
     a: Annotated[str, typer.Argument(help="label source")] = "manual",
@@ -454,21 +463,14 @@ def labels(
     level: Annotated[str, typer.Option(help="class | subclass | type")] = "type",
 ) -> None:
     """Agreement of two label sources, raw spellings first, then after harmonisation (with confusion)."""
-    from cellfeatures.labels import agreement, label_sources, load_labels
-    from cellfeatures.sources.factory import make_source
-
     try:
-        cfg = _config(config)
-        source = make_source(cfg.source, cfg.tables_needed())
-        known = label_sources(cfg.raw.get("labels"))
-        la, lb = load_labels(source, known[a]), load_labels(source, known[b])
+        la, lb, raw, harmonised = _compare_labels(_config(config), a, b, level)
         for label_set in (la, lb):
             if label_set.unmapped:
                 console.print(
                     f"[yellow]{label_set.spec.name}: unmapped spellings (reported, not guessed):[/] "
                     f"{label_set.unmapped}"
                 )
-        raw, harmonised = agreement(la, lb, "raw"), agreement(la, lb, level)
         console.print(
             f"{a} vs {b}: raw spellings agree on {raw.agreement:.1%} of {raw.shared:,} shared cells; "
             f"after harmonisation, at {level} level: {harmonised.agreement:.1%} of {harmonised.shared:,} "
