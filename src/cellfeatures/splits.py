@@ -61,6 +61,13 @@ def _groups(cells: pl.DataFrame, group_by_root: bool) -> np.ndarray:
     return inverse
 
 
+def follow_first_member(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Give every cell its group's first member's value, so a group never straddles a boundary."""
+    _, first = np.unique(groups, return_index=True)
+    lookup = dict(zip(groups[first].tolist(), values[first].tolist(), strict=True))
+    return np.array([lookup[g] for g in groups.tolist()], dtype=values.dtype)
+
+
 def _roles(test_fold: np.ndarray, folds: int) -> dict[str, list[str]]:
     return {f"fold_{k}": np.where(test_fold == k, "test", "train").tolist() for k in range(folds)}
 
@@ -83,11 +90,7 @@ def spatial_folds(
     bz = np.floor(z_um / block_um).astype(np.int64)
     block_keys, block = np.unique(np.stack([bx, bz], axis=1), axis=0, return_inverse=True)
     block = block.ravel()
-    # a group lives in the block of its first member
-    first: dict[int, int] = {}
-    for i, g in enumerate(groups):
-        first.setdefault(int(g), int(block[i]))
-    block = np.array([first[int(g)] for g in groups])
+    block = follow_first_member(block, groups)
     sizes = np.bincount(block, minlength=len(block_keys))
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(block_keys))
@@ -142,11 +145,7 @@ def make_split(cells: pl.DataFrame, label: str, spec: SplitSpec) -> pl.DataFrame
         if box is None:
             raise ConfigError("the column split needs column_box_um = [x_min, x_max, z_min, z_max] (um)")
         inside = (x_um >= box[0]) & (x_um <= box[1]) & (z_um >= box[2]) & (z_um <= box[3])
-        # a group is inside if its first member is
-        first: dict[int, bool] = {}
-        for i, g in enumerate(groups):
-            first.setdefault(int(g), bool(inside[i]))
-        inside = np.array([first[int(g)] for g in groups])
+        inside = follow_first_member(inside, groups)
         roles = {
             "fold_0": np.where(inside, "test", "train").tolist(),
             "fold_1": np.where(inside, "train", "test").tolist(),
