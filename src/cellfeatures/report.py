@@ -31,11 +31,18 @@ def report_key(
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _plot_confusion(path: Path, title: str, labels: list[str], matrix: np.ndarray) -> None:
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the headless Agg backend (reports are written without a display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_confusion(path: Path, title: str, labels: list[str], matrix: np.ndarray) -> None:
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(labels), 0.8 + 0.5 * len(labels)))
     norm = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
@@ -63,10 +70,7 @@ def _plot_confusion(path: Path, title: str, labels: list[str], matrix: np.ndarra
 
 
 def _plot_per_class(path: Path, per_class: dict[str, dict[str, float]], labels: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(labels) * max(1, len(per_class)) / 2), 3.6))
     width = 0.8 / max(len(per_class), 1)
@@ -82,10 +86,7 @@ def _plot_per_class(path: Path, per_class: dict[str, dict[str, float]], labels: 
 
 
 def _plot_importances(path: Path, rows: list[dict[str, Any]], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     top = rows[:15][::-1]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(top) + 1))

@@ -195,16 +195,13 @@ class FeatureStore:
         fingerprint = source.fingerprint()
         version = version_id(fingerprint, config.feature_set())
         final = self.root / version
-        if (final / MANIFEST_FILE).exists():
-            say(f"version {version} already built: nothing to do")
-            return BuildResult(version, final, False, json.loads((final / MANIFEST_FILE).read_text()))
-
         manifest, created = publish_directory(
             final,
             lambda tmp: self._build_into(tmp, version, config, source, fingerprint, say, started),
             ready=MANIFEST_FILE,
         )
         if not created or manifest is None:
+            say(f"version {version} already built: nothing to do")
             return BuildResult(version, final, False, json.loads((final / MANIFEST_FILE).read_text()))
         say(f"published version {version} ({manifest['rows']:,} cells, {len(manifest['features'])} features)")
         return BuildResult(version, final, True, manifest)
