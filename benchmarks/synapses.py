@@ -31,6 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# first: tunes polars' allocator for this process as the CLI does (cellfeatures/runtime.py)
+import cellfeatures  # noqa: F401
+
+# isort: split
 import polars as pl
 
 SYN, TAGS, NUC, LABELS = (

@@ -69,6 +69,18 @@ def test_any_subset_of_tables_and_partitioned_tables(tmp_path: Path) -> None:
         source.scan("nucleus_detection_v0")
 
 
+def test_column_range_comes_from_parquet_statistics_or_is_unknown(tmp_path: Path) -> None:
+    (tmp_path / "syn").mkdir()
+    pl.DataFrame({"id": [5, 2, None]}, schema={"id": pl.Int64}).write_parquet(tmp_path / "syn" / "a.parquet")
+    pl.DataFrame({"id": list(range(40, 1040))}).write_parquet(tmp_path / "syn" / "b.parquet", row_group_size=100)
+    pl.DataFrame({"id": [9]}).write_csv(tmp_path / "other.csv")
+    pl.DataFrame({"target_id": [3]}).write_parquet(tmp_path / "renamed.parquet")
+    source = SnapshotSource(tmp_path)
+    assert source.column_range("syn", "id") == (2, 1039), "over every part and row group, nulls ignored"
+    assert source.column_range("other", "id") is None, "CSV has no statistics"
+    assert source.column_range("renamed", "id") is None, "a column the file names otherwise is not guessed"
+
+
 def test_manifest_declares_provenance_and_resolution(tmp_path: Path) -> None:
     pl.DataFrame({"id": [1]}).write_parquet(tmp_path / "t.parquet")
     (tmp_path / "manifest.json").write_text(

@@ -19,11 +19,15 @@ Everything stays lazy and is collected with the streaming engine by the store.
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.ipc  # makes pa.ipc available
 
 from cellfeatures.errors import ConfigError, SchemaError
 from cellfeatures.normalize import canonical_cell_types, canonical_synapse_tags, canonical_synapses
@@ -174,161 +178,266 @@ def clean_synapses(synapses: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def direction_records(
-    syn: pl.LazyFrame, cells: pl.LazyFrame, partner_info: pl.LazyFrame, d: str, with_positions: bool
-) -> pl.LazyFrame:
-    """One row per synapse of an attributable cell in direction d, with what the aggregation needs.
+# A synapse record: one row per (synapse, attributable cell on one of its sides). `key` is the cell's dense
+# index times two plus the direction (0 in, 1 out); `flags` packs what is known of the partner and the
+# target into one byte, so records are 15 bytes (plus the distance when positions are used).
+HAS_NUCLEUS, CLASS_SHIFT, TAG_SHIFT, CELL_SHIFT = 1, 1, 3, 3
+CLASS_CODES = {EXC: 1, INH: 2}
 
-    Columns: nucleus_id, partner, size_vx, partner_has_nucleus, then tag, partner_class and dist_um when
-    present. Both execution strategies build exactly these records, so their results are identical.
+
+def root_codes(cells: pl.DataFrame, partner_info: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(cell index, root lookup table) shared by both execution strategies.
+
+    cell index: cidx (dense 0..n-1 in nucleus-id order) -> nucleus_id (+ soma position).
+    root lookup: root_id -> code, one Int32 holding has-nucleus (bit 0), partner class (bits 1-2: 0 none,
+    1 excitatory, 2 inhibitory) and cidx + 1 (bits 3 and up; 0 for a root that is not an attributable cell).
+    One hash lookup per synapse side then gives everything both directions need: measured 0.2 s per 10M
+    synapses, against 0.5 s for the four joins (own cell, partner nucleus, partner class, per direction).
     """
-    own, other = DIRECTIONS[d]
-    s = (
-        syn.join(cells, left_on=own, right_on="root_id", how="inner")
-        .rename({other: "partner"})
-        .join(partner_info, left_on="partner", right_on="root_id", how="left")
-        .with_columns(pl.col("partner_has_nucleus").fill_null(False))
+    index = cells.sort("nucleus_id").with_row_index("cidx").with_columns(pl.col("cidx").cast(pl.Int32))
+    info = partner_info
+    if "partner_class" not in info.columns:
+        info = info.with_columns(pl.lit(None, dtype=PARTNER_CLASS).alias("partner_class"))
+    lut = info.join(index.select("root_id", "cidx"), on="root_id", how="full", coalesce=True).select(
+        "root_id",
+        (
+            pl.col("partner_has_nucleus").fill_null(False).cast(pl.Int32)
+            + pl.col("partner_class").replace_strict(CLASS_CODES, default=0, return_dtype=pl.Int32) * 2**CLASS_SHIFT
+            + (pl.col("cidx") + 1).fill_null(0) * 2**CELL_SHIFT
+        ).alias("code"),
     )
-    schema = s.collect_schema()
-    columns: list[pl.Expr | str] = ["nucleus_id", "partner", "size_vx", "partner_has_nucleus"]
-    columns += [c for c in ("tag", "partner_class") if c in schema]
-    if with_positions:
-        # Polars fuses multiply-add chains into FMAs in some plans and not in others, which moves the last
-        # bit of a distance depending on the execution strategy. A horizontal sum avoids the main chain, and
-        # rounding each distance to 1e-6 um (a picometre, far below the 4 nm voxel) makes the features
-        # identical whichever plan computed them.
-        dx, dy, dz = (pl.col(f"ctr_{a}_nm") - pl.col(f"pos_{a}_nm") for a in "xyz")
-        columns.append((pl.sum_horizontal(dx * dx, dy * dy, dz * dz).sqrt() / 1000.0).round(6).alias("dist_um"))
-    return s.select(columns)
+    return index, lut
 
 
-def aggregate_records(
-    records: pl.LazyFrame, d: str, with_tags: bool, with_labels: bool, with_positions: bool
-) -> pl.LazyFrame:
-    """Per-cell features of one direction from its records (see direction_records)."""
-    p = f"syn_{d}_"
+def with_root_codes(syn: pl.LazyFrame, lut: pl.LazyFrame) -> pl.LazyFrame:
+    """Add pre_code and post_code (0 for roots the lookup table does not know)."""
+    for side in ("pre", "post"):
+        syn = syn.join(
+            lut.rename({"root_id": f"{side}_root_id", "code": f"{side}_code"}), on=f"{side}_root_id", how="left"
+        ).with_columns(pl.col(f"{side}_code").fill_null(0))
+    return syn
+
+
+def synapse_records(syn: pl.LazyFrame, index: pl.LazyFrame, with_tags: bool, with_positions: bool) -> pl.LazyFrame:
+    """Records (key, partner, size_vx, flags [, dist_um]) of synapses with pre_code/post_code (and tag_code).
+
+    Both execution strategies build exactly these records and aggregate them with the same expressions,
+    so their results are identical.
+    """
+    tag_bits = pl.col("tag_code").cast(pl.Int32) * 2**TAG_SHIFT if with_tags else pl.lit(0, dtype=pl.Int32)
+    parts = []
+    for out, (own, other) in enumerate((("post", "pre"), ("pre", "post"))):
+        own_code, other_code = pl.col(f"{own}_code"), pl.col(f"{other}_code")
+        columns = [
+            ((own_code // 2**CELL_SHIFT - 1) * 2 + out).alias("key"),
+            pl.col(f"{other}_root_id").alias("partner"),
+            "size_vx",
+            (other_code % 2**CELL_SHIFT + tag_bits).cast(pl.UInt8).alias("flags"),
+        ]
+        if with_positions:
+            columns += [f"ctr_{a}_nm" for a in "xyz"]
+        parts.append(syn.filter(own_code >= 2**CELL_SHIFT).select(columns))
+    records = pl.concat(parts)
+    if not with_positions:
+        return records
+    # Polars fuses multiply-add chains into FMAs in some plans and not in others, which moves the last bit
+    # of a distance depending on the execution strategy. A horizontal sum avoids the main chain, and
+    # rounding each distance to 1e-6 um (a picometre, far below the 4 nm voxel) makes the features
+    # identical whichever plan computed them.
+    dx, dy, dz = (pl.col(f"ctr_{a}_nm") - pl.col(f"pos_{a}_nm") for a in "xyz")
+    return (
+        records.with_columns((pl.col("key") // 2).alias("cidx"))
+        .join(index.select("cidx", "pos_x_nm", "pos_y_nm", "pos_z_nm"), on="cidx", how="left")
+        .select(
+            "key",
+            "partner",
+            "size_vx",
+            "flags",
+            (pl.sum_horizontal(dx * dx, dy * dy, dz * dz).sqrt() / 1000.0).round(6).alias("dist_um"),
+        )
+    )
+
+
+def record_aggregates(with_tags: bool, with_labels: bool, with_positions: bool) -> list[pl.Expr]:
+    """Per-key aggregations of records: named like the features (with `{p}` for the prefix) or `_x` helpers."""
+    flags = pl.col("flags")
+    tag = flags // 2**TAG_SHIFT
+    klass = flags // 2**CLASS_SHIFT % 4
     aggs: list[pl.Expr] = [
-        pl.len().cast(pl.Int64).alias(f"{p}count"),
+        pl.len().cast(pl.Int64).alias("count"),
         # sizes are integers: their float sum is exact below 2**53, so the mean is order-independent
-        pl.col("size_vx").cast(pl.Float64).mean().alias(f"{p}size_mean_vx"),
-        pl.col("size_vx").cast(pl.Float64).median().alias(f"{p}size_median_vx"),
-        pl.col("size_vx").sum().cast(pl.Int64).alias(f"{p}size_sum_vx"),
-        pl.col("partner").n_unique().cast(pl.Int64).alias(f"{p}partners"),
-        pl.col("partner").filter(pl.col("partner_has_nucleus")).n_unique().cast(pl.Int64).alias("_partners_nuc"),
+        pl.col("size_vx").cast(pl.Float64).mean().alias("size_mean_vx"),
+        pl.col("size_vx").cast(pl.Float64).median().alias("size_median_vx"),
+        pl.col("size_vx").cast(pl.Int64).sum().alias("size_sum_vx"),
+        pl.col("partner").n_unique().cast(pl.Int64).alias("partners"),
+        pl.col("partner").filter(flags % 2 == HAS_NUCLEUS).n_unique().cast(pl.Int64).alias("_partners_nuc"),
     ]
     if with_tags:
-        aggs.append(pl.col("tag").is_not_null().sum().cast(pl.Int64).alias("_tagged"))
-        aggs += [(pl.col("tag") == t).sum().cast(pl.Int64).alias(f"_{t}") for t in TAGS]
+        aggs.append((tag > 0).sum().cast(pl.Int64).alias("_tagged"))
+        aggs += [(tag == i).sum().cast(pl.Int64).alias(f"_{t}") for i, t in enumerate(TAGS, start=1)]
     if with_labels:
         aggs += [
-            pl.col("partner_class").is_not_null().sum().cast(pl.Int64).alias("_labelled"),
-            (pl.col("partner_class") == EXC).sum().cast(pl.Int64).alias("_exc"),
-            (pl.col("partner_class") == INH).sum().cast(pl.Int64).alias("_inh"),
+            (klass > 0).sum().cast(pl.Int64).alias("_labelled"),
+            (klass == CLASS_CODES[EXC]).sum().cast(pl.Int64).alias("_exc"),
+            (klass == CLASS_CODES[INH]).sum().cast(pl.Int64).alias("_inh"),
         ]
     if with_positions:
         aggs += [
-            stable_mean(pl.col("dist_um")).alias(f"{p}soma_dist_mean_um"),
-            pl.col("dist_um").quantile(0.9, interpolation="linear").alias(f"{p}soma_dist_p90_um"),
+            stable_mean(pl.col("dist_um")).alias("soma_dist_mean_um"),
+            pl.col("dist_um").quantile(0.9, interpolation="linear").alias("soma_dist_p90_um"),
         ]
-    count = pl.col(f"{p}count").cast(pl.Float64)
+    return aggs
+
+
+def direction_features(
+    aggregated: pl.LazyFrame, index: pl.LazyFrame, d: str, with_tags: bool, with_labels: bool, with_positions: bool
+) -> pl.LazyFrame:
+    """Features of direction d (nucleus_id + syn_{d}_*) from per-key aggregates of both directions."""
+    p = f"syn_{d}_"
+    count = pl.col("count").cast(pl.Float64)
     derived: list[pl.Expr] = [
-        (count / pl.col(f"{p}partners")).alias(f"{p}per_partner"),
-        (pl.col("_partners_nuc") / pl.col(f"{p}partners")).alias(f"{p}frac_partners_with_nucleus"),
+        (count / pl.col("partners")).alias("per_partner"),
+        (pl.col("_partners_nuc") / pl.col("partners")).alias("frac_partners_with_nucleus"),
     ]
     if with_tags:
         tagged = pl.col("_tagged").cast(pl.Float64)
-        derived.append((tagged / count).alias(f"{p}frac_tagged"))
-        derived += [pl.when(tagged > 0).then(pl.col(f"_{t}") / tagged).alias(f"{p}frac_{t}") for t in TAGS]
+        derived.append((tagged / count).alias("frac_tagged"))
+        derived += [pl.when(tagged > 0).then(pl.col(f"_{t}") / tagged).alias(f"frac_{t}") for t in TAGS]
     if with_labels:
         labelled = pl.col("_labelled").cast(pl.Float64)
         derived += [
-            (labelled / count).alias(f"{p}frac_partner_labelled"),
-            pl.when(labelled > 0).then(pl.col("_exc") / labelled).alias(f"{p}frac_exc"),
-            pl.when(labelled > 0).then(pl.col("_inh") / labelled).alias(f"{p}frac_inh"),
+            (labelled / count).alias("frac_partner_labelled"),
+            pl.when(labelled > 0).then(pl.col("_exc") / labelled).alias("frac_exc"),
+            pl.when(labelled > 0).then(pl.col("_inh") / labelled).alias("frac_inh"),
         ]
     names = [s.name for s in _direction_specs(d, with_tags, with_labels, with_positions)]
-    return records.group_by("nucleus_id").agg(aggs).with_columns(derived).select("nucleus_id", *names)
+    return (
+        aggregated.filter(pl.col("key") % 2 == (d == "out"))
+        .with_columns(derived)
+        .with_columns((pl.col("key") // 2).cast(pl.Int32).alias("cidx"))
+        .join(index.select("cidx", "nucleus_id"), on="cidx", how="inner")
+        .rename({n.removeprefix(p): n for n in names})
+        .select("nucleus_id", *names)
+    )
 
 
 def _bucketed(
     syn: pl.LazyFrame,
+    id_bounds: tuple[int | None, int | None],
     tags: pl.LazyFrame | None,
     tag_table: str,
-    cells: pl.LazyFrame,
-    partner_info: pl.LazyFrame,
+    index: pl.DataFrame,
+    lut: pl.DataFrame,
     flags: tuple[bool, bool, bool],
     scratch: Path,
     rows: int,
     range_rows: int,
     buckets: int,
-) -> list[pl.DataFrame]:
-    """Bounded-memory execution for big tables, in two phases.
+) -> pl.DataFrame:
+    """Bounded-memory execution for big tables, in two phases; returns per-key aggregates.
 
     1. Synapses and target tags are read one synapse-id range at a time (both tables are sorted by
-       synapse id in CAVE exports, so Parquet statistics skip everything outside the range) and joined in
-       memory: no hash table over the whole tag table. Each range's per-direction records are spilled to
-       `buckets` Arrow files by nucleus id.
-    2. Each bucket holds every record of its cells, so exact medians and distinct-partner counts are
-       computed bucket by bucket, in memory.
+       synapse id in CAVE exports, so Parquet statistics skip everything outside the range); synapses
+       touching no attributable cell are dropped while reading; tags are attached through a dense array
+       over the range's ids (no hash table), roots get their codes from one small lookup table. The
+       range's 15-byte records are sorted by key and spilled to one Arrow file, one record batch per
+       bucket of consecutive cells.
+    2. A bucket's batches from all ranges are already sorted runs: sorting their concatenation is cheap
+       (0.06 s for 5.4M records, against 0.25 s unsorted), and the group-by with exact medians and
+       distinct partners then runs on contiguous groups (0.1 s, against 0.48 s for a hash group-by).
     """
     with_tags, with_labels, with_positions = flags
-    bounds = syn.select(pl.col("synapse_id").min().alias("lo"), pl.col("synapse_id").max().alias("hi")).collect()
-    lo, hi = bounds["lo"][0], bounds["hi"][0]
-    if lo is None:
-        return [pl.DataFrame(), pl.DataFrame()]
+    lo, hi = id_bounds
+    if lo is None or hi is None:
+        return pl.DataFrame()
     n_ranges = max(1, -(-rows // range_rows))
     edges = [lo + (hi + 1 - lo) * i // n_ranges for i in range(n_ranges + 1)]
-    roots = cells.select("root_id").collect().to_series().implode()
-    for r, (a, b) in enumerate(pairwise(edges)):
-        in_range = (pl.col("synapse_id") >= a) & (pl.col("synapse_id") < b)
-        # synapses that touch no attributable cell contribute to no feature: drop them before the tag merge
-        touches_a_cell = pl.col("pre_root_id").is_in(roots) | pl.col("post_root_id").is_in(roots)
-        chunk = syn.filter(in_range & touches_a_cell).collect()
-        if tags is not None:
-            chunk = join_tags(chunk, tags.filter(in_range).collect(), tag_table)
-        records = pl.concat(
-            [
-                direction_records(chunk.lazy(), cells, partner_info, d, with_positions).with_columns(
-                    pl.lit(d == "out").alias("_out")
+    cell_roots = lut.filter(pl.col("code") >= 2**CELL_SHIFT).get_column("root_id").implode()
+    index_lazy, lut_lazy = index.lazy(), lut.lazy()
+    cells_per_bucket = max(1, -(-index.height // buckets))
+    key_edges = pl.Series([2 * cells_per_bucket * i for i in range(1, buckets)], dtype=pl.Int32)
+    files: list[Path] = []
+    # one thread writes range r's spill while range r + 1 is read and coded (pyarrow releases the GIL);
+    # waiting for it before the next submit keeps at most one range's records in flight
+    with ThreadPoolExecutor(max_workers=1) as io:
+        pending: Future[None] | None = None
+        for a, b in pairwise(edges):
+            in_range = (pl.col("synapse_id") >= a) & (pl.col("synapse_id") < b)
+            # synapses that touch no attributable cell contribute to no feature: drop them while reading
+            touches_a_cell = pl.col("pre_root_id").is_in(cell_roots) | pl.col("post_root_id").is_in(cell_roots)
+            chunk = with_root_codes(syn.filter(in_range & touches_a_cell), lut_lazy).collect()
+            if tags is not None:
+                chunk = chunk.with_columns(
+                    tag_codes(chunk.get_column("synapse_id"), tags.filter(in_range).collect(), tag_table, a, b)
                 )
-                for d in DIRECTIONS
-            ]
-        ).with_columns((pl.col("nucleus_id") % buckets).alias("_bucket"))
-        by_bucket = records.collect().partition_by("_bucket", as_dict=True, maintain_order=False)
-        for (bucket,), frame in by_bucket.items():
-            frame.drop("_bucket").write_ipc(scratch / f"bucket-{bucket:04d}-range-{r:05d}.arrow")
-    parts: dict[str, list[pl.DataFrame]] = {d: [] for d in DIRECTIONS}
-    for bucket in range(buckets):
-        files = sorted(scratch.glob(f"bucket-{bucket:04d}-range-*.arrow"))
-        if not files:
-            continue
-        # each bucket is read once; both directions come from memory
-        bucket_records = pl.concat([pl.read_ipc(f) for f in files])
-        for d in DIRECTIONS:
-            mine = bucket_records.lazy().filter(pl.col("_out") == (d == "out"))
-            parts[d].append(aggregate_records(mine, d, with_tags, with_labels, with_positions).collect())
-    frames = [pl.concat(parts[d]) if parts[d] else pl.DataFrame() for d in DIRECTIONS]
-    return frames
+            records = synapse_records(chunk.lazy(), index_lazy, with_tags, with_positions).sort("key").collect()
+            del chunk
+            if pending is not None:
+                pending.result()
+            files.append(scratch / f"range-{len(files):05d}.arrow")
+            cuts = records.get_column("key").search_sorted(key_edges).to_list()
+            pending = io.submit(_write_batches, records, cuts, files[-1])
+            del records
+        if pending is not None:
+            pending.result()
+
+        aggs = record_aggregates(with_tags, with_labels, with_positions)
+        parts = []
+        # plain reads, not memory maps: mapped pages would stay in the RSS until the end; the next bucket
+        # is read while this one is aggregated
+        readers = [pa.ipc.open_file(pa.OSFile(str(f))) for f in files]
+
+        def read_bucket(bucket: int) -> pl.DataFrame:
+            return pl.concat([pl.DataFrame(reader.get_batch(bucket)) for reader in readers])
+
+        upcoming = io.submit(read_bucket, 0)
+        for bucket in range(buckets):
+            current = upcoming.result()
+            if bucket + 1 < buckets:
+                upcoming = io.submit(read_bucket, bucket + 1)
+            bucket_records = current.sort("key")
+            del current
+            if bucket_records.height:
+                parts.append(bucket_records.group_by("key", maintain_order=True).agg(aggs))
+    return pl.concat(parts) if parts else pl.DataFrame()
 
 
-def join_tags(synapses: pl.DataFrame, tags: pl.DataFrame, table: str) -> pl.DataFrame:
-    """Left-join target tags on synapse id, refusing duplicated predictions (they would double-count).
+def _write_batches(frame: pl.DataFrame, cuts: list[int], path: Path) -> None:
+    """Write frame to an Arrow IPC file as one record batch per slice between cuts (empty ones too)."""
+    table = frame.to_arrow()
+    bounds = [0, *cuts, frame.height]
+    with pa.ipc.new_file(str(path), table.schema) as writer:
+        for start, stop in pairwise(bounds):
+            part = table.slice(start, stop - start).combine_chunks()
+            columns = [c.chunk(0) if c.num_chunks else pa.array([], type=c.type) for c in part.columns]
+            writer.write_batch(pa.record_batch(columns, schema=table.schema))
 
-    A linear merge when both ids are sorted (as CAVE exports are), a hash join otherwise. Measured on
-    10M synapses: 0.25 s merge vs 1.1 s hash join. Strictly increasing tag ids prove sorted and unique
-    in one cheap pass.
+
+def tag_codes(synapse_ids: pl.Series, tags: pl.DataFrame, table: str, lo: int, hi: int) -> pl.Series:
+    """tag_code (UInt8: 0 untagged, 1 spine, 2 shaft, 3 soma) of synapses with ids in [lo, hi).
+
+    Duplicated predictions are refused (they would double-count). A dense array over the id range takes
+    the tags by position: measured on 10M synapses, 0.09 s against 0.27 s for a sorted merge and 1.1 s for
+    a hash join, which remains the fallback when the range is too sparse for an array. The dense array
+    also proves uniqueness for free: n distinct ids fill n slots.
     """
-    ids, tag_ids = synapses.get_column("synapse_id"), tags.get_column("synapse_id")
-    increasing = tag_ids.len() < 2 or bool((tag_ids.diff().drop_nulls() > 0).all())
-    if not increasing and not tag_ids.is_unique().all():
+    tag_ids = tags.get_column("synapse_id")
+    codes = tags.get_column("tag").to_physical().cast(pl.UInt8) + 1
+    if hi - lo <= DENSE_TAG_SPAN:
+        dense = np.zeros(hi - lo, dtype=np.uint8)
+        dense[tag_ids.to_numpy() - lo] = codes.to_numpy()
+        if np.count_nonzero(dense) == tag_ids.len():
+            return pl.Series("tag_code", dense[synapse_ids.to_numpy() - lo])
+    if not tag_ids.is_unique().all():
         dupes = tag_ids.filter(tag_ids.is_duplicated()).unique().sort().head(5).to_list()
         raise SchemaError(table, f"- column 'target_id' is not unique: duplicated synapse ids, e.g. {dupes}")
-    if not (increasing and ids.is_sorted()):
-        return synapses.join(tags, on="synapse_id", how="left")
-    merged = synapses.join_asof(tags.with_columns(tag_ids.alias("_tag_id")), on="synapse_id", strategy="backward")
-    return merged.with_columns(
-        pl.when(pl.col("_tag_id") == pl.col("synapse_id")).then(pl.col("tag")).alias("tag")
-    ).drop("_tag_id")
+    joined = pl.DataFrame({"synapse_id": synapse_ids}).join(
+        pl.DataFrame({"synapse_id": tag_ids, "tag_code": codes}), on="synapse_id", how="left", maintain_order="left"
+    )
+    return joined.get_column("tag_code").fill_null(0)
+
+
+DENSE_TAG_SPAN = 2**28  # ids per range up to which tags are looked up in a dense byte array (256 MiB)
 
 
 def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
@@ -355,43 +464,52 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
         if raw_tags.select(pl.len()).collect().item() <= max_validate:
             raw_tags = validate(raw_tags.collect(), WIRE_MODELS["synapse_tag"], tag_table).lazy()
         tags = canonical_synapse_tags(raw_tags)
-    cells = attributable_cells(ctx.identity).lazy()
-    partner_info = nucleus_roots(ctx.identity).lazy().with_columns(pl.lit(True).alias("partner_has_nucleus"))
+    cells = attributable_cells(ctx.identity)
+    partner_info = nucleus_roots(ctx.identity).with_columns(pl.lit(True).alias("partner_has_nucleus"))
     if label_table:
-        partner_info = partner_info.join(partner_classes(ctx.scan(label_table), ctx.identity), on="root_id", how="left")
+        classes = partner_classes(ctx.scan(label_table), ctx.identity).collect()
+        partner_info = partner_info.join(classes, on="root_id", how="left")
+    index, lut = root_codes(cells, partner_info)
     flags = (bool(tag_table), bool(label_table), with_positions)
 
     if engine == "bucketed" or (engine == "auto" and rows > option(cfg, "bucketed_above_rows", 20_000_000, FAMILY)):
+        # file statistics bound the ids when the source has them, else the id column alone is read
+        bounds = ctx.source.column_range(syn_table, "id")
+        if bounds is None or not all(isinstance(v, int) for v in bounds):
+            extremes = raw_syn.select(pl.col("id").min().alias("lo"), pl.col("id").max().alias("hi")).collect()
+            bounds = (extremes["lo"][0], extremes["hi"][0])
         with tempfile.TemporaryDirectory(dir=ctx.scratch) as scratch:
-            frames = [
-                f.lazy()
-                for f in _bucketed(
-                    syn,
-                    tags,
-                    tag_table,
-                    cells,
-                    partner_info,
-                    flags,
-                    Path(scratch),
-                    rows,  # counted above from metadata: no second pass over the table
-                    option(cfg, "range_rows", 10_000_000, FAMILY),
-                    # enough buckets that one holds ~6M synapses' records: phase-2 memory stays flat
-                    option(cfg, "buckets", max(16, -(-rows // 6_000_000)), FAMILY),
-                )
-            ]
+            aggregated = _bucketed(
+                syn,
+                bounds,
+                tags,
+                tag_table,
+                index,
+                lut,
+                flags,
+                Path(scratch),
+                rows,  # counted above from metadata: no second pass over the table
+                option(cfg, "range_rows", 10_000_000, FAMILY),
+                # enough buckets that one holds ~6M synapses' records: phase-2 memory stays flat
+                option(cfg, "buckets", max(16, -(-rows // 6_000_000)), FAMILY),
+            ).lazy()
     else:
-        joined = syn.join(tags, on="synapse_id", how="left") if tags is not None else syn
-        frames = [
-            aggregate_records(direction_records(joined, cells, partner_info, d, with_positions), d, *flags)
-            for d in DIRECTIONS
-        ]
+        if tags is not None:
+            coded = tags.select("synapse_id", (pl.col("tag").to_physical().cast(pl.UInt8) + 1).alias("tag_code"))
+            syn = syn.join(coded, on="synapse_id", how="left").with_columns(pl.col("tag_code").fill_null(0))
+        records = synapse_records(with_root_codes(syn, lut.lazy()), index.lazy(), *flags[::2])
+        aggregated = records.group_by("key").agg(record_aggregates(*flags))
+    frames = (
+        [direction_features(aggregated, index.lazy(), d, *flags) for d in DIRECTIONS]
+        if aggregated.collect_schema().names()
+        else []
+    )
 
     # Attributable cells without any synapse have measured zero counts; the rest stay null.
     zero = {s.name: 0 for s in features(cfg) if s.name.endswith(("_count", "_partners", "_size_sum_vx"))}
-    out = cells.select("nucleus_id")
+    out = cells.lazy().select("nucleus_id")
     for frame in frames:
-        if frame.collect_schema().names():
-            out = out.join(frame, on="nucleus_id", how="left")
+        out = out.join(frame, on="nucleus_id", how="left")
     missing = [n for n in [s.name for s in features(cfg)] if n not in out.collect_schema().names()]
     out = out.with_columns([pl.lit(None, dtype=_dtype(n, cfg)).alias(n) for n in missing])
     return out.with_columns([pl.col(name).fill_null(value) for name, value in zero.items()]).select(

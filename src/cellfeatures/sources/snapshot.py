@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from cellfeatures.checksums import file_sha256
 from cellfeatures.errors import SourceError, TableNotFoundError
@@ -145,6 +146,28 @@ class SnapshotSource(Source):
             return pl.concat(frames, how="diagonal_relaxed")
         except pl.exceptions.PolarsError as exc:
             raise SourceError(f"table {table!r}: parts {self.files(table)} do not share a schema: {exc}") from exc
+
+    def column_range(self, table: str, column: str) -> tuple[Any, Any] | None:
+        """From the row-group statistics when every part is Parquet and carries them for `column`."""
+        lo = hi = None
+        for path in self.files(table):
+            if not path.name.endswith(".parquet"):
+                return None
+            meta = pq.read_metadata(path)
+            names = [meta.schema.column(i).path for i in range(meta.num_columns)]
+            if column not in names:
+                return None  # named otherwise in this file: the wire coercion renames it
+            i = names.index(column)
+            for g in range(meta.num_row_groups):
+                group = meta.row_group(g)
+                if group.num_rows == 0:
+                    continue
+                stats = group.column(i).statistics
+                if stats is None or not stats.has_min_max:
+                    return None
+                lo = stats.min if lo is None else min(lo, stats.min)
+                hi = stats.max if hi is None else max(hi, stats.max)
+        return None if lo is None else (lo, hi)
 
     def _root_entry(self, path: Path, table: str) -> dict[str, Any]:
         for root, manifest in zip(self.roots, self._manifests, strict=True):

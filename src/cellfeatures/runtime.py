@@ -1,0 +1,28 @@
+"""Process-level tuning that must happen before polars is loaded.
+
+Polars allocates through its own jemalloc. At import polars sets dirty_decay_ms:500,muzzy_decay_ms:1000
+and appends whatever `_RJEM_MALLOC_CONF` holds (later options win), so freed memory goes back to the
+kernel within a second; a pipeline that allocates and frees a few hundred MB per synapse-id range then
+pays for page faults and page zeroing on every range. Keeping freed pages for a few seconds (and purging
+them from a background thread) measured 18.2 -> 15.6 s and 16.5 -> 14.0 s on the 100M-synapse
+benchmark (two interleaved rounds; kernel time 9.6 -> 4.3 s), for +0.2 GiB peak RSS.
+
+Applied only when polars is not imported yet and the user has not set the variable: setting
+`_RJEM_MALLOC_CONF` yourself (even to an empty string) opts out.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
+ALLOCATOR_CONF = "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:0"
+
+
+def tune_allocator() -> bool:
+    """Set polars' jemalloc options for this process; True when they were applied."""
+    if "polars" in sys.modules or ALLOCATOR_ENV in os.environ:
+        return False
+    os.environ[ALLOCATOR_ENV] = ALLOCATOR_CONF
+    return True
