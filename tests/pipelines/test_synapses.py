@@ -230,6 +230,13 @@ def test_random_tables_match_brute_force(snapshot, rows, tag_seed) -> None:
     assert bucketed.sort("nucleus_id").equals(lazy.sort("nucleus_id")), "the two strategies agree bit for bit"
 
 
+def test_a_size_beyond_int32_in_one_range_is_kept_exactly(snapshot) -> None:
+    rows = [*HAND_BUILT, (21, 900, 101, 3_000_000_000, 1000, 2000, 100)]  # alone in the last id range
+    lazy = pipeline(snapshot, rows, HAND_TAGS, engine="lazy")
+    assert lazy.filter(pl.col("nucleus_id") == 1)["syn_in_size_sum_vx"].item() == 700 + 3_000_000_000
+    assert pipeline(snapshot, rows, HAND_TAGS, engine="bucketed").sort("nucleus_id").equals(lazy.sort("nucleus_id"))
+
+
 def test_duplicate_target_predictions_are_refused(snapshot) -> None:
     from cellfeatures.errors import SchemaError
 
