@@ -237,6 +237,34 @@ def test_a_size_beyond_int32_in_one_range_is_kept_exactly(snapshot) -> None:
     assert pipeline(snapshot, rows, HAND_TAGS, engine="bucketed").sort("nucleus_id").equals(lazy.sort("nucleus_id"))
 
 
+def test_a_sparse_id_range_takes_tags_by_join_with_the_same_result(snapshot, monkeypatch) -> None:
+    lazy = pipeline(snapshot, HAND_BUILT, HAND_TAGS, engine="lazy")
+    monkeypatch.setattr(synapses, "DENSE_TAG_SPAN", 1)  # every range too wide for a dense array
+    assert (
+        pipeline(snapshot, HAND_BUILT, HAND_TAGS, engine="bucketed").sort("nucleus_id").equals(lazy.sort("nucleus_id"))
+    )
+
+
+@pytest.mark.parametrize("dense_span", [2**28, 1])
+def test_duplicate_predictions_are_refused_by_the_bucketed_strategy_too(snapshot, monkeypatch, dense_span) -> None:
+    from cellfeatures.errors import SchemaError
+
+    monkeypatch.setattr(synapses, "DENSE_TAG_SPAN", dense_span)
+    tags = tag_frame({10: "spine", 11: "shaft"})
+    tags = pl.concat([tags, tags.head(1).with_columns(pl.lit(3, dtype=pl.Int64).alias("id"))])
+    source = snapshot(
+        {
+            "nucleus_detection_v0": nucleus_frame(NUCLEI),
+            "labels": cell_type_frame(LABELS),
+            "synapses_pni_2": synapse_frame(HAND_BUILT),
+            "synapse_target_predictions_ssa": tags,
+        }
+    )
+    cfg = {**CFG, **ENGINES["bucketed"], "validate_max_rows": 0}  # too big to validate: the merge must notice
+    with pytest.raises(SchemaError, match=r"synapse_target_predictions_ssa(.|\n)*target_id(.|\n)*\[10\]"):
+        synapses.build(context(source), cfg).collect()
+
+
 def test_duplicate_target_predictions_are_refused(snapshot) -> None:
     from cellfeatures.errors import SchemaError
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -178,88 +179,81 @@ def clean_synapses(synapses: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-# A synapse record: one row per (synapse, attributable cell on one of its sides). `key` is the cell's dense
-# index times two plus the direction (0 in, 1 out); `flags` packs what is known of the partner and the
-# target into one byte, so records are 15 bytes (plus the distance when positions are used).
-HAS_NUCLEUS, CLASS_SHIFT, TAG_SHIFT, CELL_SHIFT = 1, 1, 3, 3
+# A synapse record: one row per (synapse, attributable cell on one side) and direction: the cell's own
+# `root` (an attributable root carries exactly one nucleus, so it names the cell), the `partner` root, the
+# size, and one `flags` byte packing what is known of the partner and the target: bit 0 partner has a
+# nucleus, bits 1-2 partner class (0 none, 1 excitatory, 2 inhibitory), bits 3-4 tag (0 none, 1 spine,
+# 2 shaft, 3 soma). Every flag comes from a hash-set membership test (`is_in`), about ten times cheaper than
+# a join per synapse side (measured 0.015 s against 0.12 s for 3.4M synapses); records are 21 bytes with
+# Int32 sizes (plus the distance when positions are used).
+HAS_NUCLEUS, CLASS_SHIFT, TAG_SHIFT = 1, 1, 3
 CLASS_CODES = {EXC: 1, INH: 2}
 
 
-def root_codes(cells: pl.DataFrame, partner_info: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(cell index, root lookup table) shared by both execution strategies.
+@dataclass(frozen=True)
+class RootSets:
+    """The roots the records need to know about, each sorted ascending."""
 
-    cell index: cidx (dense 0..n-1 in nucleus-id order) -> nucleus_id (+ soma position).
-    root lookup: root_id -> code, one Int32 holding has-nucleus (bit 0), partner class (bits 1-2: 0 none,
-    1 excitatory, 2 inhibitory) and cidx + 1 (bits 3 and up; 0 for a root that is not an attributable cell).
-    One hash lookup per synapse side then gives everything both directions need: measured 0.2 s per 10M
-    synapses, against 0.5 s for the four joins (own cell, partner nucleus, partner class, per direction).
-    """
-    index = cells.sort("nucleus_id").with_row_index("cidx").with_columns(pl.col("cidx").cast(pl.Int32))
-    info = partner_info
-    if "partner_class" not in info.columns:
-        info = info.with_columns(pl.lit(None, dtype=PARTNER_CLASS).alias("partner_class"))
-    lut = info.join(index.select("root_id", "cidx"), on="root_id", how="full", coalesce=True).select(
-        "root_id",
-        (
-            pl.col("partner_has_nucleus").fill_null(False).cast(pl.Int32)
-            + pl.col("partner_class").replace_strict(CLASS_CODES, default=0, return_dtype=pl.Int32) * 2**CLASS_SHIFT
-            + (pl.col("cidx") + 1).fill_null(0) * 2**CELL_SHIFT
-        ).alias("code"),
+    cells: pl.Series  # attributable cells
+    nucleus: pl.Series  # roots carrying at least one nucleus
+    exc: pl.Series  # roots of class-labelled partners, by class
+    inh: pl.Series
+
+
+def root_sets(cells: pl.DataFrame, partner_info: pl.DataFrame) -> RootSets:
+    """RootSets from attributable cells and partner_info (root_id, partner_has_nucleus [, partner_class])."""
+
+    def roots(frame: pl.DataFrame) -> pl.Series:
+        return frame.get_column("root_id").unique().sort()
+
+    klass = partner_info.get_column("partner_class") if "partner_class" in partner_info.columns else None
+    return RootSets(
+        cells=roots(cells),
+        nucleus=roots(partner_info.filter(pl.col("partner_has_nucleus"))),
+        exc=roots(partner_info.filter(klass == EXC)) if klass is not None else pl.Series([], dtype=pl.Int64),
+        inh=roots(partner_info.filter(klass == INH)) if klass is not None else pl.Series([], dtype=pl.Int64),
     )
-    return index, lut
 
 
-def with_root_codes(syn: pl.LazyFrame, lut: pl.LazyFrame) -> pl.LazyFrame:
-    """Add pre_code and post_code (0 for roots the lookup table does not know)."""
-    for side in ("pre", "post"):
-        syn = syn.join(
-            lut.rename({"root_id": f"{side}_root_id", "code": f"{side}_code"}), on=f"{side}_root_id", how="left"
-        ).with_columns(pl.col(f"{side}_code").fill_null(0))
-    return syn
+def direction_records(
+    syn: pl.LazyFrame, roots: RootSets, d: str, with_tags: bool, positions: pl.LazyFrame | None
+) -> pl.LazyFrame:
+    """Records (root, partner, size_vx, flags [, dist_um]) of direction d from synapses (with tag_code).
 
-
-def synapse_records(syn: pl.LazyFrame, index: pl.LazyFrame, with_tags: bool, with_positions: bool) -> pl.LazyFrame:
-    """Records (key, partner, size_vx, flags [, dist_um]) of synapses with pre_code/post_code (and tag_code).
-
+    positions: root_id -> pos_*_nm of the cells, to add each synapse's distance from its cell's nucleus.
     Both execution strategies build exactly these records and aggregate them with the same expressions,
     so their results are identical.
     """
-    tag_bits = pl.col("tag_code").cast(pl.Int32) * 2**TAG_SHIFT if with_tags else pl.lit(0, dtype=pl.Int32)
-    parts = []
-    for out, (own, other) in enumerate((("post", "pre"), ("pre", "post"))):
-        own_code, other_code = pl.col(f"{own}_code"), pl.col(f"{other}_code")
-        columns = [
-            ((own_code // 2**CELL_SHIFT - 1) * 2 + out).alias("key"),
-            pl.col(f"{other}_root_id").alias("partner"),
-            "size_vx",
-            (other_code % 2**CELL_SHIFT + tag_bits).cast(pl.UInt8).alias("flags"),
-        ]
-        if with_positions:
-            columns += [f"ctr_{a}_nm" for a in "xyz"]
-        parts.append(syn.filter(own_code >= 2**CELL_SHIFT).select(columns))
-    records = pl.concat(parts)
-    if not with_positions:
-        return records
+    own, other = DIRECTIONS[d]
+    partner = pl.col(other)
+    flags = (
+        partner.is_in(roots.nucleus.implode()).cast(pl.UInt8) * HAS_NUCLEUS
+        + partner.is_in(roots.exc.implode()).cast(pl.UInt8) * (CLASS_CODES[EXC] * 2**CLASS_SHIFT)
+        + partner.is_in(roots.inh.implode()).cast(pl.UInt8) * (CLASS_CODES[INH] * 2**CLASS_SHIFT)
+    )
+    if with_tags:
+        flags = flags + pl.col("tag_code") * 2**TAG_SHIFT
+    columns: list[pl.Expr] = [
+        pl.col(own).alias("root"),
+        partner.alias("partner"),
+        pl.col("size_vx"),
+        flags.cast(pl.UInt8).alias("flags"),
+    ]
+    if positions is None:
+        return syn.filter(pl.col(own).is_in(roots.cells.implode())).select(columns)
     # Polars fuses multiply-add chains into FMAs in some plans and not in others, which moves the last bit
     # of a distance depending on the execution strategy. A horizontal sum avoids the main chain, and
     # rounding each distance to 1e-6 um (a picometre, far below the 4 nm voxel) makes the features
     # identical whichever plan computed them.
     dx, dy, dz = (pl.col(f"ctr_{a}_nm") - pl.col(f"pos_{a}_nm") for a in "xyz")
-    return (
-        records.with_columns((pl.col("key") // 2).alias("cidx"))
-        .join(index.select("cidx", "pos_x_nm", "pos_y_nm", "pos_z_nm"), on="cidx", how="left")
-        .select(
-            "key",
-            "partner",
-            "size_vx",
-            "flags",
-            (pl.sum_horizontal(dx * dx, dy * dy, dz * dz).sqrt() / 1000.0).round(6).alias("dist_um"),
-        )
+    return syn.join(positions, left_on=own, right_on="root_id", how="inner").select(
+        *columns,
+        (pl.sum_horizontal(dx * dx, dy * dy, dz * dz).sqrt() / 1000.0).round(6).alias("dist_um"),
     )
 
 
 def record_aggregates(with_tags: bool, with_labels: bool, with_positions: bool) -> list[pl.Expr]:
-    """Per-key aggregations of records: named like the features (with `{p}` for the prefix) or `_x` helpers."""
+    """Per-(root, direction) aggregations of records: named like the features without prefix, or `_x` helpers."""
     flags = pl.col("flags")
     tag = flags // 2**TAG_SHIFT
     klass = flags // 2**CLASS_SHIFT % 4
@@ -290,9 +284,9 @@ def record_aggregates(with_tags: bool, with_labels: bool, with_positions: bool) 
 
 
 def direction_features(
-    aggregated: pl.LazyFrame, index: pl.LazyFrame, d: str, with_tags: bool, with_labels: bool, with_positions: bool
+    aggregated: pl.LazyFrame, cells: pl.LazyFrame, d: str, with_tags: bool, with_labels: bool, with_positions: bool
 ) -> pl.LazyFrame:
-    """Features of direction d (nucleus_id + syn_{d}_*) from per-key aggregates of both directions."""
+    """Features of direction d (nucleus_id + syn_{d}_*) from per-(root, out) aggregates of both directions."""
     p = f"syn_{d}_"
     count = pl.col("count").cast(pl.Float64)
     derived: list[pl.Expr] = [
@@ -312,10 +306,9 @@ def direction_features(
         ]
     names = [s.name for s in _direction_specs(d, with_tags, with_labels, with_positions)]
     return (
-        aggregated.filter(pl.col("key") % 2 == (d == "out"))
+        aggregated.filter(pl.col("out") == (d == "out"))
         .with_columns(derived)
-        .with_columns((pl.col("key") // 2).cast(pl.Int32).alias("cidx"))
-        .join(index.select("cidx", "nucleus_id"), on="cidx", how="inner")
+        .join(cells.select("root_id", "nucleus_id"), left_on="root", right_on="root_id", how="inner")
         .rename({n.removeprefix(p): n for n in names})
         .select("nucleus_id", *names)
     )
@@ -326,57 +319,58 @@ def _bucketed(
     id_bounds: tuple[int | None, int | None],
     tags: pl.LazyFrame | None,
     tag_table: str,
-    index: pl.DataFrame,
-    lut: pl.DataFrame,
+    roots: RootSets,
+    positions: pl.LazyFrame | None,
     flags: tuple[bool, bool, bool],
     scratch: Path,
     rows: int,
     range_rows: int,
     buckets: int,
 ) -> pl.DataFrame:
-    """Bounded-memory execution for big tables, in two phases; returns per-key aggregates.
+    """Bounded-memory execution for big tables, in two phases; returns per-(root, out) aggregates.
 
     1. Synapses and target tags are read one synapse-id range at a time (both tables are sorted by
        synapse id in CAVE exports, so Parquet statistics skip everything outside the range); synapses
        touching no attributable cell are dropped while reading; tags are attached through a dense array
-       over the range's ids (no hash table), roots get their codes from one small lookup table. The
-       range's 15-byte records are sorted by key and spilled to one Arrow file, one record batch per
-       bucket of consecutive cells.
+       over the range's ids (no hash table). Each direction's records are sorted by root and spilled to
+       one Arrow file per range, one record batch per (bucket of consecutive cell roots, direction).
     2. A bucket's batches from all ranges are already sorted runs: sorting their concatenation is cheap
        (0.06 s for 5.4M records, against 0.25 s unsorted), and the group-by with exact medians and
        distinct partners then runs on contiguous groups (0.1 s, against 0.48 s for a hash group-by).
     """
     with_tags, with_labels, with_positions = flags
     lo, hi = id_bounds
-    if lo is None or hi is None:
+    if lo is None or hi is None or roots.cells.is_empty():
         return pl.DataFrame()
     n_ranges = max(1, -(-rows // range_rows))
     edges = [lo + (hi + 1 - lo) * i // n_ranges for i in range(n_ranges + 1)]
-    cell_roots = lut.filter(pl.col("code") >= 2**CELL_SHIFT).get_column("root_id").implode()
-    index_lazy, lut_lazy = index.lazy(), lut.lazy()
-    cells_per_bucket = max(1, -(-index.height // buckets))
-    key_edges = pl.Series([2 * cells_per_bucket * i for i in range(1, buckets)], dtype=pl.Int32)
+    cell_roots = roots.cells.implode()
+    per_bucket = -(-roots.cells.len() // buckets)
+    bucket_starts = roots.cells.gather(list(range(per_bucket, roots.cells.len(), per_bucket)))
+    buckets = bucket_starts.len() + 1
     files: list[Path] = []
-    # one thread writes range r's spill while range r + 1 is read and coded (pyarrow releases the GIL);
-    # waiting for it before the next submit keeps at most one range's records in flight
+    # one thread writes range r's spill while range r + 1 is read (pyarrow releases the GIL); waiting
+    # for it before the next submit keeps at most one range's records in flight
     with ThreadPoolExecutor(max_workers=1) as io:
         pending: Future[None] | None = None
         for a, b in pairwise(edges):
             in_range = (pl.col("synapse_id") >= a) & (pl.col("synapse_id") < b)
             # synapses that touch no attributable cell contribute to no feature: drop them while reading
             touches_a_cell = pl.col("pre_root_id").is_in(cell_roots) | pl.col("post_root_id").is_in(cell_roots)
-            chunk = with_root_codes(syn.filter(in_range & touches_a_cell), lut_lazy).collect()
+            plan = syn.filter(in_range & touches_a_cell)
             if tags is not None:
-                chunk = chunk.with_columns(
-                    tag_codes(chunk.get_column("synapse_id"), tags.filter(in_range).collect(), tag_table, a, b)
-                )
+                plan = with_tag_codes(plan, tags.filter(in_range).collect(), tag_table, a, b)
+            chunk = plan.collect()
             chunk = chunk.with_columns(narrow_ints(chunk.get_column("size_vx")))
-            records = synapse_records(chunk.lazy(), index_lazy, with_tags, with_positions).sort("key").collect()
+            # both directions at once: measured 0.69 s against 0.84 s per 10M synapses one after the other
+            records = pl.collect_all(
+                [direction_records(chunk.lazy(), roots, d, with_tags, positions).sort("root") for d in DIRECTIONS]
+            )
             del chunk
             if pending is not None:
                 pending.result()
             files.append(scratch / f"range-{len(files):05d}.arrow")
-            cuts = records.get_column("key").search_sorted(key_edges).to_list()
+            cuts = [r.get_column("root").search_sorted(bucket_starts).to_list() for r in records]
             pending = io.submit(_write_batches, records, cuts, files[-1])
             del records
         if pending is not None:
@@ -384,23 +378,26 @@ def _bucketed(
 
         aggs = record_aggregates(with_tags, with_labels, with_positions)
         parts = []
-        # plain reads, not memory maps: mapped pages would stay in the RSS until the end; the next bucket
+        # plain reads, not memory maps: mapped pages would stay in the RSS until the end; the next batch
         # is read while this one is aggregated
         readers = [pa.ipc.open_file(pa.OSFile(str(f))) for f in files]
 
-        def read_bucket(bucket: int) -> pl.DataFrame:
-            # a range whose sizes needed Int64 widens the others (vertical_relaxed)
-            return pl.concat([pl.DataFrame(reader.get_batch(bucket)) for reader in readers], how="vertical_relaxed")
+        def read_batches(i: int) -> pl.DataFrame:
+            # a range whose sizes needed Int64 widens the others (vertical_relaxed); one contiguous chunk, since
+            # polars sorts 68 chunks three times slower than their concatenation (0.17 s against 0.06 s)
+            runs = [pl.DataFrame(reader.get_batch(i)) for reader in readers]
+            return pl.concat(runs, how="vertical_relaxed", rechunk=True)
 
-        upcoming = io.submit(read_bucket, 0)
-        for bucket in range(buckets):
+        upcoming = io.submit(read_batches, 0)
+        for i in range(2 * buckets):  # batch 2 * bucket + (direction is out)
             current = upcoming.result()
-            if bucket + 1 < buckets:
-                upcoming = io.submit(read_bucket, bucket + 1)
-            bucket_records = current.sort("key")
+            if i + 1 < 2 * buckets:
+                upcoming = io.submit(read_batches, i + 1)
+            bucket_records = current.sort("root")
             del current
             if bucket_records.height:
-                parts.append(bucket_records.group_by("key", maintain_order=True).agg(aggs))
+                aggregated = bucket_records.group_by("root", maintain_order=True).agg(aggs)
+                parts.append(aggregated.with_columns(pl.lit(i % 2 == 1).alias("out")))
     return pl.concat(parts) if parts else pl.DataFrame()
 
 
@@ -414,19 +411,21 @@ def narrow_ints(values: pl.Series) -> pl.Series:
     return values
 
 
-def _write_batches(frame: pl.DataFrame, cuts: list[int], path: Path) -> None:
-    """Write frame to an Arrow IPC file as one record batch per slice between cuts (empty ones too)."""
-    table = frame.to_arrow()
-    bounds = [0, *cuts, frame.height]
-    with pa.ipc.new_file(str(path), table.schema) as writer:
-        for start, stop in pairwise(bounds):
-            part = table.slice(start, stop - start).combine_chunks()
-            columns = [c.chunk(0) if c.num_chunks else pa.array([], type=c.type) for c in part.columns]
-            writer.write_batch(pa.record_batch(columns, schema=table.schema))
+def _write_batches(frames: list[pl.DataFrame], cuts: list[list[int]], path: Path) -> None:
+    """One Arrow IPC file; batch k * len(frames) + j is frame j's slice k between its cuts (empty ones too)."""
+    tables = [frame.to_arrow() for frame in frames]
+    bounds = [[0, *c, frame.height] for frame, c in zip(frames, cuts, strict=True)]
+    schema = tables[0].schema
+    with pa.ipc.new_file(str(path), schema) as writer:
+        for k in range(len(bounds[0]) - 1):
+            for table, b in zip(tables, bounds, strict=True):
+                part = table.slice(b[k], b[k + 1] - b[k]).combine_chunks()
+                columns = [c.chunk(0) if c.num_chunks else pa.array([], type=c.type) for c in part.columns]
+                writer.write_batch(pa.record_batch(columns, schema=schema))
 
 
-def tag_codes(synapse_ids: pl.Series, tags: pl.DataFrame, table: str, lo: int, hi: int) -> pl.Series:
-    """tag_code (UInt8: 0 untagged, 1 spine, 2 shaft, 3 soma) of synapses with ids in [lo, hi).
+def with_tag_codes(synapses: pl.LazyFrame, tags: pl.DataFrame, table: str, lo: int, hi: int) -> pl.LazyFrame:
+    """Add tag_code (UInt8: 0 untagged, 1 spine, 2 shaft, 3 soma) to synapses with ids in [lo, hi).
 
     Duplicated predictions are refused (they would double-count). A dense array over the id range takes
     the tags by position: measured on 10M synapses, 0.09 s against 0.27 s for a sorted merge and 1.1 s for
@@ -439,14 +438,13 @@ def tag_codes(synapse_ids: pl.Series, tags: pl.DataFrame, table: str, lo: int, h
         dense = np.zeros(hi - lo, dtype=np.uint8)
         dense[tag_ids.to_numpy() - lo] = codes.to_numpy()
         if np.count_nonzero(dense) == tag_ids.len():
-            return pl.Series("tag_code", dense[synapse_ids.to_numpy() - lo])
+            by_position = pl.lit(pl.Series(dense)).gather(pl.col("synapse_id") - lo)
+            return synapses.with_columns(by_position.alias("tag_code"))
     if not tag_ids.is_unique().all():
         dupes = tag_ids.filter(tag_ids.is_duplicated()).unique().sort().head(5).to_list()
         raise SchemaError(table, f"- column 'target_id' is not unique: duplicated synapse ids, e.g. {dupes}")
-    joined = pl.DataFrame({"synapse_id": synapse_ids}).join(
-        pl.DataFrame({"synapse_id": tag_ids, "tag_code": codes}), on="synapse_id", how="left", maintain_order="left"
-    )
-    return joined.get_column("tag_code").fill_null(0)
+    coded = pl.DataFrame({"synapse_id": tag_ids, "tag_code": codes}).lazy()
+    return synapses.join(coded, on="synapse_id", how="left").with_columns(pl.col("tag_code").fill_null(0))
 
 
 DENSE_TAG_SPAN = 2**28  # ids per range up to which tags are looked up in a dense byte array (256 MiB)
@@ -481,7 +479,8 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
     if label_table:
         classes = partner_classes(ctx.scan(label_table), ctx.identity).collect()
         partner_info = partner_info.join(classes, on="root_id", how="left")
-    index, lut = root_codes(cells, partner_info)
+    roots = root_sets(cells, partner_info)
+    positions = cells.lazy().select("root_id", "pos_x_nm", "pos_y_nm", "pos_z_nm") if with_positions else None
     flags = (bool(tag_table), bool(label_table), with_positions)
 
     if engine == "bucketed" or (engine == "auto" and rows > option(cfg, "bucketed_above_rows", 20_000_000, FAMILY)):
@@ -496,12 +495,12 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
                 bounds,
                 tags,
                 tag_table,
-                index,
-                lut,
+                roots,
+                positions,
                 flags,
                 Path(scratch),
                 rows,  # counted above from metadata: no second pass over the table
-                option(cfg, "range_rows", 10_000_000, FAMILY),
+                option(cfg, "range_rows", 5_000_000, FAMILY),
                 # enough buckets that one holds ~6M synapses' records: phase-2 memory stays flat
                 option(cfg, "buckets", max(16, -(-rows // 6_000_000)), FAMILY),
             ).lazy()
@@ -509,10 +508,15 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
         if tags is not None:
             coded = tags.select("synapse_id", (pl.col("tag").to_physical().cast(pl.UInt8) + 1).alias("tag_code"))
             syn = syn.join(coded, on="synapse_id", how="left").with_columns(pl.col("tag_code").fill_null(0))
-        records = synapse_records(with_root_codes(syn, lut.lazy()), index.lazy(), *flags[::2])
-        aggregated = records.group_by("key").agg(record_aggregates(*flags))
+        records = pl.concat(
+            [
+                direction_records(syn, roots, d, flags[0], positions).with_columns(pl.lit(d == "out").alias("out"))
+                for d in DIRECTIONS
+            ]
+        )
+        aggregated = records.group_by("root", "out").agg(record_aggregates(*flags))
     frames = (
-        [direction_features(aggregated, index.lazy(), d, *flags) for d in DIRECTIONS]
+        [direction_features(aggregated, cells.lazy(), d, *flags) for d in DIRECTIONS]
         if aggregated.collect_schema().names()
         else []
     )
