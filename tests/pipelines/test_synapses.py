@@ -265,6 +265,38 @@ def test_duplicate_predictions_are_refused_by_the_bucketed_strategy_too(snapshot
         synapses.build(context(source), cfg).collect()
 
 
+def tagged_source(snapshot, tags: pl.DataFrame):
+    return snapshot(
+        {
+            "nucleus_detection_v0": nucleus_frame(NUCLEI),
+            "labels": cell_type_frame(LABELS),
+            "synapses_pni_2": synapse_frame(HAND_BUILT),
+            "synapse_target_predictions_ssa": tags,
+        }
+    )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_unknown_tag_spelling_is_refused_with_its_rows(snapshot, engine: str) -> None:
+    from cellfeatures.errors import SchemaError
+
+    tags = tag_frame({10: "spine", 11: "Spine", 12: "shaft"})
+    cfg = {**CFG, **ENGINES[engine], "validate_max_rows": 0}  # too big to validate: the pipeline must notice
+    with pytest.raises(SchemaError, match=r"synapse_target_predictions_ssa(.|\n)*'tag'(.|\n)*target_id e.g. \[11\]"):
+        synapses.build(context(tagged_source(snapshot, tags)), cfg).collect()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_prediction_row_without_a_tag_counts_as_untagged(snapshot, engine: str) -> None:
+    tags = tag_frame({10: "spine", 11: "spine", 12: "shaft"}).with_columns(
+        pl.when(pl.col("target_id") == 11).then(None).otherwise(pl.col("tag")).alias("tag")
+    )
+    cfg = {**CFG, **ENGINES[engine], "validate_max_rows": 0}
+    result = synapses.build(context(tagged_source(snapshot, tags)), cfg).collect()
+    cell = result.filter(pl.col("nucleus_id") == 1)
+    assert cell["syn_in_frac_tagged"].item() == pytest.approx(2 / 3) and cell["syn_in_frac_spine"].item() == 0.5
+
+
 def test_duplicate_target_predictions_are_refused(snapshot) -> None:
     from cellfeatures.errors import SchemaError
 
