@@ -500,7 +500,7 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
     positions = cells.lazy().select("root_id", "pos_x_nm", "pos_y_nm", "pos_z_nm") if with_positions else None
     flags = (bool(tag_table), bool(label_table), with_positions)
 
-    if engine == "bucketed" or (engine == "auto" and rows > option(cfg, "bucketed_above_rows", 20_000_000, FAMILY)):
+    if engine == "bucketed" or (engine == "auto" and rows > option(cfg, "bucketed_above_rows", 2_000_000, FAMILY)):
         # file statistics bound the ids when the source has them, else the id column alone is read
         bounds = ctx.source.column_range(syn_table, "id")
         if bounds is None or not all(isinstance(v, int) for v in bounds):
