@@ -3,7 +3,8 @@
     python benchmarks/store_build.py --synapses 20_000_000 [--cells 120_000] [--data benchmarks/_data]
 
 The synthetic snapshot is generated once and cached under --data. Each build runs in its own
-subprocess, so the peak RSS printed is that build's alone (getrusage of the child). Prints one table.
+subprocess, so the peak RSS printed is that build's alone (the child's VmHWM on Linux: getrusage would carry
+the parent's peak across fork and exec). Prints one table.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from cellfeatures.store import FeatureStore
 cfg = from_dict(json.loads(sys.argv[1]))
 t0 = time.perf_counter()
 result = FeatureStore(sys.argv[2]).build(cfg)
-print(json.dumps({"seconds": time.perf_counter() - t0, "rows": result.manifest["rows"],
+hwm = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+print(json.dumps({"seconds": time.perf_counter() - t0, "rows": result.manifest["rows"], "peak": hwm[0] if hwm else None,
                   "features": len(result.manifest["features"]), "family_seconds":
                   {k: v["seconds"] for k, v in result.manifest["families"].items()}}))
 """
@@ -68,6 +70,8 @@ def main() -> None:
         if peak_kib <= before:
             raise SystemExit("could not measure the child's peak RSS")
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    if result["peak"]:
+        peak_kib = result["peak"] // 1024
     print(
         f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
         f"cpus={__import__('os').cpu_count()}"

@@ -244,13 +244,28 @@ ENGINES = {
 }
 
 
+def own_peak_rss_bytes() -> int | None:
+    """Peak RSS of this process image (Linux VmHWM, reset by exec), or None elsewhere.
+
+    Why not getrusage: Linux carries ru_maxrss across fork and exec, so a child forked from a parent that
+    has just generated the data reports the parent's peak as its own.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def child(engine: str, snapshot: str, work: str, out: str) -> None:
     import resource
 
     t0 = time.perf_counter()
     ENGINES[engine](Path(snapshot), Path(work), Path(out))
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = own_peak_rss_bytes() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"engine": engine, "seconds": seconds, "peak_rss_bytes": peak}))
 
 
@@ -287,6 +302,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(__file__).parent / "_data")
     parser.add_argument("--engines", default="floor,polars,duckdb,pandas")
     parser.add_argument("--pandas-max", type=lambda s: int(s.replace("_", "")), default=10_000_000)
+    # synapse_target_predictions_ssa has 204,331,842 rows for synapses_pni_2's 337,312,429
+    parser.add_argument("--tagged-fraction", type=float, default=round(204_331_842 / 337_312_429, 4))
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -296,7 +313,12 @@ def main() -> None:
     from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
 
     spec = SyntheticSpec(
-        n_cells=args.cells, n_synapses=args.rows, seed=args.seed, chunk_rows=5_000_000, position_columns=False
+        n_cells=args.cells,
+        n_synapses=args.rows,
+        seed=args.seed,
+        chunk_rows=5_000_000,
+        tagged_fraction=args.tagged_fraction,
+        position_columns=False,
     )
     t0 = time.perf_counter()
     snapshot = write_synthetic_snapshot(spec, args.data / f"synthetic-{spec.key()}")

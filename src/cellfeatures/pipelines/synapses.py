@@ -266,8 +266,7 @@ def record_aggregates(with_tags: bool, with_labels: bool, with_positions: bool) 
     klass = flags // 2**CLASS_SHIFT % 4
     aggs: list[pl.Expr] = [
         pl.len().cast(pl.Int64).alias("count"),
-        # sizes are integers: their float sum is exact below 2**53, so the mean is order-independent
-        pl.col("size_vx").cast(pl.Float64).mean().alias("size_mean_vx"),
+        pl.col("size_vx").count().cast(pl.Int64).alias("_sized"),  # non-null sizes: the mean's denominator
         pl.col("size_vx").cast(pl.Float64).median().alias("size_median_vx"),
         pl.col("size_vx").cast(pl.Int64).sum().alias("size_sum_vx"),
         pl.col("partner").n_unique().cast(pl.Int64).alias("partners"),
@@ -295,7 +294,11 @@ def direction_features(
     """Features of direction d (nucleus_id + syn_{d}_*) from per-(root, out) aggregates of both directions."""
     p = f"syn_{d}_"
     count = pl.col("count").cast(pl.Float64)
+    sized = pl.col("_sized").cast(pl.Float64)
     derived: list[pl.Expr] = [
+        # sizes are integers, so their sum is exact (below 2**53) and sum / n is the float mean bit for bit,
+        # whatever the summation order; a count is cheaper to aggregate than a mean
+        pl.when(sized > 0).then(pl.col("size_sum_vx").cast(pl.Float64) / sized).alias("size_mean_vx"),
         (count / pl.col("partners")).alias("per_partner"),
         (pl.col("_partners_nuc") / pl.col("partners")).alias("frac_partners_with_nucleus"),
     ]
