@@ -358,17 +358,28 @@ def _bucketed(
     bucket_starts = roots.cells.gather(list(range(per_bucket, roots.cells.len(), per_bucket)))
     buckets = bucket_starts.len() + 1
     files: list[Path] = []
-    # one thread writes range r's spill while range r + 1 is read (pyarrow releases the GIL); waiting
-    # for it before the next submit keeps at most one range's records in flight
-    with ThreadPoolExecutor(max_workers=1) as io:
+
+    def range_plan(a: int, b: int) -> pl.LazyFrame:
+        """Synapses of ids [a, b) touching a cell, with their tags attached (the tags are read here)."""
+        in_range = (pl.col("synapse_id") >= a) & (pl.col("synapse_id") < b)
+        # synapses that touch no attributable cell contribute to no feature: drop them while reading
+        touches_a_cell = pl.col("pre_root_id").is_in(cell_roots) | pl.col("post_root_id").is_in(cell_roots)
+        plan = syn.filter(in_range & touches_a_cell)
+        if tags is not None:
+            plan = with_tag_codes(plan, tags.filter(in_range).collect(), tag_table, a, b)
+        return plan
+
+    ranges = list(pairwise(edges))
+    # One thread writes range r's spill while range r + 1 is read (pyarrow releases the GIL); waiting for
+    # it before the next submit keeps at most one range's records in flight. Another reads the next range's
+    # tags meanwhile (337M: 38.0 and 38.3 s against 39.3 and 39.1 s, two interleaved rounds).
+    with ThreadPoolExecutor(max_workers=1) as io, ThreadPoolExecutor(max_workers=1) as ahead:
         pending: Future[None] | None = None
-        for a, b in pairwise(edges):
-            in_range = (pl.col("synapse_id") >= a) & (pl.col("synapse_id") < b)
-            # synapses that touch no attributable cell contribute to no feature: drop them while reading
-            touches_a_cell = pl.col("pre_root_id").is_in(cell_roots) | pl.col("post_root_id").is_in(cell_roots)
-            plan = syn.filter(in_range & touches_a_cell)
-            if tags is not None:
-                plan = with_tag_codes(plan, tags.filter(in_range).collect(), tag_table, a, b)
+        next_plan = ahead.submit(range_plan, *ranges[0])
+        for i in range(len(ranges)):
+            plan = next_plan.result()
+            if i + 1 < len(ranges):
+                next_plan = ahead.submit(range_plan, *ranges[i + 1])
             chunk = plan.collect()
             chunk = chunk.with_columns(narrow_ints(chunk.get_column("size_vx")))
             # both directions at once: measured 0.69 s against 0.84 s per 10M synapses one after the other
