@@ -237,6 +237,14 @@ def test_a_size_beyond_int32_in_one_range_is_kept_exactly(snapshot) -> None:
     assert pipeline(snapshot, rows, HAND_TAGS, engine="bucketed").sort("nucleus_id").equals(lazy.sort("nucleus_id"))
 
 
+def test_bucket_cuts_never_split_a_cells_run_of_records() -> None:
+    roots = pl.Series(np.repeat([5, 7, 9, 11], [3, 100_000, 1, 50_000]))
+    cuts = synapses.bucket_cuts(roots, pl.Series([7, 11]))
+    assert cuts == [3, 100_004], "each bucket starts at the first record of its first root"
+    slices = [roots[a:b] for a, b in zip([0, *cuts], [*cuts, roots.len()], strict=True)]
+    assert [sorted(set(s.to_list())) for s in slices] == [[5], [7, 9], [11]]
+
+
 def test_a_sparse_id_range_takes_tags_by_join_with_the_same_result(snapshot, monkeypatch) -> None:
     lazy = pipeline(snapshot, HAND_BUILT, HAND_TAGS, engine="lazy")
     monkeypatch.setattr(synapses, "DENSE_TAG_SPAN", 1)  # every range too wide for a dense array

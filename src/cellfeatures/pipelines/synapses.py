@@ -394,7 +394,7 @@ def _bucketed(
             if pending is not None:
                 pending.result()
             files.append(scratch / f"range-{len(files):05d}.arrow")
-            cuts = [r.get_column("root").search_sorted(bucket_starts).to_list() for r in records]
+            cuts = [bucket_cuts(r.get_column("root"), bucket_starts) for r in records]
             pending = io.submit(_write_batches, records, cuts, files[-1])
             del records
         if pending is not None:
@@ -423,6 +423,12 @@ def _bucketed(
                 aggregated = bucket_records.group_by("root", maintain_order=True).agg(aggs)
                 parts.append(aggregated.with_columns(pl.lit(i % 2 == 1).alias("out")))
     return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def bucket_cuts(sorted_roots: pl.Series, bucket_starts: pl.Series) -> list[int]:
+    """Where each bucket begins in sorted_roots: at the first record of its first root, never inside a run
+    of equal roots (a cell split over two buckets would be aggregated twice)."""
+    return sorted_roots.search_sorted(bucket_starts, side="left").to_list()
 
 
 def narrow_ints(values: pl.Series) -> pl.Series:
