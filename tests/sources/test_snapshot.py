@@ -81,6 +81,26 @@ def test_column_range_comes_from_parquet_statistics_or_is_unknown(tmp_path: Path
     assert source.column_range("renamed", "id") is None, "a column the file names otherwise is not guessed"
 
 
+def test_a_gzip_csv_is_decompressed_once_until_it_changes(tmp_path: Path, monkeypatch) -> None:
+    from cellfeatures.sources import snapshot as snapshot_module
+
+    reads: list[Path] = []
+    real_read_csv = pl.read_csv
+    monkeypatch.setattr(
+        snapshot_module.pl, "read_csv", lambda path, **kw: reads.append(path) or real_read_csv(path, **kw)
+    )
+    path = tmp_path / "ext.csv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("nucleus_id,value\n1,2.5\n")
+    source = SnapshotSource(tmp_path)
+    for _ in range(3):
+        assert source.scan("ext").collect()["value"].to_list() == [2.5]
+    assert len(reads) == 1, "three scans, one decompression"
+    with gzip.open(path, "wt") as fh:
+        fh.write("nucleus_id,value\n1,7.0\n2,1.0\n")
+    assert source.scan("ext").collect()["value"].to_list() == [7.0, 1.0], "a changed file is read again"
+
+
 def test_manifest_declares_provenance_and_resolution(tmp_path: Path) -> None:
     pl.DataFrame({"id": [1]}).write_parquet(tmp_path / "t.parquet")
     (tmp_path / "manifest.json").write_text(

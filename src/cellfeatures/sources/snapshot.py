@@ -43,13 +43,33 @@ def read_table_file(path: Path) -> pl.LazyFrame:
             return pl.scan_parquet(path)
         if name.endswith((".feather", ".arrow", ".ipc")):
             return pl.scan_ipc(path)
-        if name.endswith(".csv.gz"):  # scan_csv cannot stream gzip; decompress once, eagerly
-            return pl.read_csv(path, infer_schema_length=10_000).lazy()
+        if name.endswith(".csv.gz"):  # scan_csv cannot stream gzip: decompress eagerly
+            return read_gzip_csv(path).lazy()
         if name.endswith(".csv"):
             return pl.scan_csv(path, infer_schema_length=10_000)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceError(f"cannot read {path}: {exc}") from exc
     raise SourceError(f"{path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
+
+
+_GZIP_CACHE: dict[tuple[str, int, int], pl.DataFrame] = {}
+GZIP_CACHE_MAX_BYTES = 64 * 2**20  # compressed size up to which a decompressed table is kept for reuse
+
+
+def read_gzip_csv(path: Path) -> pl.DataFrame:
+    """A .csv.gz table, decompressed once per process for small files (memoised on path, size, mtime).
+
+    Why: a build scans a table several times (schema lookups by the store and by its family, then the
+    data); each scan of a .csv.gz decompressed the whole file again. Large files are not kept in memory.
+    """
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _GZIP_CACHE:
+        return _GZIP_CACHE[key]
+    frame = pl.read_csv(path, infer_schema_length=10_000)
+    if stat.st_size <= GZIP_CACHE_MAX_BYTES:
+        _GZIP_CACHE[key] = frame
+    return frame
 
 
 def cached_sha256(path: Path) -> str:
