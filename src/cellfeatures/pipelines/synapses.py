@@ -211,19 +211,18 @@ class RootSets:
     inh: pl.Series
 
 
-def root_sets(cells: pl.DataFrame, partner_info: pl.DataFrame) -> RootSets:
-    """RootSets from attributable cells and partner_info (root_id, partner_has_nucleus [, partner_class])."""
+def root_sets(cells: pl.DataFrame, nucleus_roots: pl.DataFrame, classes: pl.DataFrame | None) -> RootSets:
+    """RootSets from attributable cells, roots with a nucleus and partner classes (root_id, partner_class)."""
 
     def roots(frame: pl.DataFrame) -> pl.Series:
         return frame.get_column("root_id").unique().sort()
 
-    klass = partner_info.get_column("partner_class") if "partner_class" in partner_info.columns else None
-    return RootSets(
-        cells=roots(cells),
-        nucleus=roots(partner_info.filter(pl.col("partner_has_nucleus"))),
-        exc=roots(partner_info.filter(klass == EXC)) if klass is not None else pl.Series([], dtype=pl.Int64),
-        inh=roots(partner_info.filter(klass == INH)) if klass is not None else pl.Series([], dtype=pl.Int64),
-    )
+    def of_class(klass: str) -> pl.Series:
+        if classes is None:
+            return pl.Series("root_id", [], dtype=pl.Int64)
+        return roots(classes.filter(pl.col("partner_class") == klass))
+
+    return RootSets(cells=roots(cells), nucleus=roots(nucleus_roots), exc=of_class(EXC), inh=of_class(INH))
 
 
 def direction_records(
@@ -516,11 +515,8 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
             raw_tags = validate(raw_tags.collect(), WIRE_MODELS["synapse_tag"], tag_table).lazy()
         tags = canonical_synapse_tags(raw_tags)
     cells = attributable_cells(ctx.identity)
-    partner_info = nucleus_roots(ctx.identity).with_columns(pl.lit(True).alias("partner_has_nucleus"))
-    if label_table:
-        classes = partner_classes(ctx.scan(label_table), ctx.identity).collect()
-        partner_info = partner_info.join(classes, on="root_id", how="left")
-    roots = root_sets(cells, partner_info)
+    classes = partner_classes(ctx.scan(label_table), ctx.identity).collect() if label_table else None
+    roots = root_sets(cells, nucleus_roots(ctx.identity), classes)
     positions = cells.lazy().select("root_id", "pos_x_nm", "pos_y_nm", "pos_z_nm") if with_positions else None
     flags = (bool(tag_table), bool(label_table), with_positions)
 
