@@ -128,18 +128,23 @@ def brute_force(syn_rows: list[tuple], tags: dict[int, str]) -> dict[int, dict[s
 ENGINES = {"lazy": {"engine": "lazy"}, "bucketed": {"engine": "bucketed", "range_rows": 4, "buckets": 3}}
 
 
-def pipeline(
-    snapshot, syn_rows: list[tuple], tags: dict[int, str], cfg: dict | None = None, engine: str = "lazy"
-) -> pl.DataFrame:
-    cfg = {**(cfg or CFG), **ENGINES[engine]}
-    source = snapshot(
+def source_with(snapshot, syn_rows: list[tuple], tags: pl.DataFrame):
+    """A snapshot of the hand-built nuclei and labels with these synapses and target predictions."""
+    return snapshot(
         {
             "nucleus_detection_v0": nucleus_frame(NUCLEI),
             "labels": cell_type_frame(LABELS),
             "synapses_pni_2": synapse_frame(syn_rows),
-            "synapse_target_predictions_ssa": tag_frame(tags),
+            "synapse_target_predictions_ssa": tags,
         }
     )
+
+
+def pipeline(
+    snapshot, syn_rows: list[tuple], tags: dict[int, str], cfg: dict | None = None, engine: str = "lazy"
+) -> pl.DataFrame:
+    cfg = {**(cfg or CFG), **ENGINES[engine]}
+    source = source_with(snapshot, syn_rows, tag_frame(tags))
     return synapses.build(context(source), cfg).collect()
 
 
@@ -260,28 +265,10 @@ def test_duplicate_predictions_are_refused_by_the_bucketed_strategy_too(snapshot
     monkeypatch.setattr(synapses, "DENSE_TAG_SPAN", dense_span)
     tags = tag_frame({10: "spine", 11: "shaft"})
     tags = pl.concat([tags, tags.head(1).with_columns(pl.lit(3, dtype=pl.Int64).alias("id"))])
-    source = snapshot(
-        {
-            "nucleus_detection_v0": nucleus_frame(NUCLEI),
-            "labels": cell_type_frame(LABELS),
-            "synapses_pni_2": synapse_frame(HAND_BUILT),
-            "synapse_target_predictions_ssa": tags,
-        }
-    )
+    source = source_with(snapshot, HAND_BUILT, tags)
     cfg = {**CFG, **ENGINES["bucketed"], "validate_max_rows": 0}  # too big to validate: the merge must notice
     with pytest.raises(SchemaError, match=r"synapse_target_predictions_ssa(.|\n)*target_id(.|\n)*\[10\]"):
         synapses.build(context(source), cfg).collect()
-
-
-def tagged_source(snapshot, tags: pl.DataFrame):
-    return snapshot(
-        {
-            "nucleus_detection_v0": nucleus_frame(NUCLEI),
-            "labels": cell_type_frame(LABELS),
-            "synapses_pni_2": synapse_frame(HAND_BUILT),
-            "synapse_target_predictions_ssa": tags,
-        }
-    )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -291,7 +278,7 @@ def test_an_unknown_tag_spelling_is_refused_with_its_rows(snapshot, engine: str)
     tags = tag_frame({10: "spine", 11: "Spine", 12: "shaft"})
     cfg = {**CFG, **ENGINES[engine], "validate_max_rows": 0}  # too big to validate: the pipeline must notice
     with pytest.raises(SchemaError, match=r"synapse_target_predictions_ssa(.|\n)*'tag'(.|\n)*target_id e.g. \[11\]"):
-        synapses.build(context(tagged_source(snapshot, tags)), cfg).collect()
+        synapses.build(context(source_with(snapshot, HAND_BUILT, tags)), cfg).collect()
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -300,7 +287,7 @@ def test_a_prediction_row_without_a_tag_counts_as_untagged(snapshot, engine: str
         pl.when(pl.col("target_id") == 11).then(None).otherwise(pl.col("tag")).alias("tag")
     )
     cfg = {**CFG, **ENGINES[engine], "validate_max_rows": 0}
-    result = synapses.build(context(tagged_source(snapshot, tags)), cfg).collect()
+    result = synapses.build(context(source_with(snapshot, HAND_BUILT, tags)), cfg).collect()
     cell = result.filter(pl.col("nucleus_id") == 1)
     assert cell["syn_in_frac_tagged"].item() == pytest.approx(2 / 3) and cell["syn_in_frac_spine"].item() == 0.5
 
@@ -310,13 +297,6 @@ def test_duplicate_target_predictions_are_refused(snapshot) -> None:
 
     tags = tag_frame({10: "spine"})
     tags = pl.concat([tags, tags.with_columns(pl.lit(2, dtype=pl.Int64).alias("id"), pl.lit("shaft").alias("tag"))])
-    source = snapshot(
-        {
-            "nucleus_detection_v0": nucleus_frame(NUCLEI),
-            "labels": cell_type_frame(LABELS),
-            "synapses_pni_2": synapse_frame(HAND_BUILT),
-            "synapse_target_predictions_ssa": tags,
-        }
-    )
+    source = source_with(snapshot, HAND_BUILT, tags)
     with pytest.raises(SchemaError, match=r"synapse_target_predictions_ssa(.|\n)*target_id(.|\n)*uniqueness"):
         synapses.build(context(source), CFG).collect()
