@@ -419,17 +419,15 @@ def run_baselines(
         entries.append(
             evaluate_trained(datasets, name, importances=name == (best_trained[-1] if best_trained else None))
         )
-    if source is None:
-        from cellfeatures.sources.factory import make_source
-
-        manifest = store.manifest(dataset.card["feature_version"])
-        source = make_source(manifest["config"].get("source", {"kind": "sample"}), manifest.get("input_tables"))
     label_source = dataset.card["label"]["source"]
     candidates = (
         existing
         if existing is not None
         else tuple(name for name, spec in LABEL_SOURCES.items() if spec.kind == "model" and name != label_source)
     )
+    if source is None:
+        tables = [t for name in candidates if name in LABEL_SOURCES for t in LABEL_SOURCES[name].tables]
+        source = store.source_of(dataset.card["feature_version"], tables)
     for name in candidates:
         result = evaluate_existing(datasets, source, name)
         if result is not None:

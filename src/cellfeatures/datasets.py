@@ -235,13 +235,11 @@ def build_dataset(
     final = Path(root) / spec.name / dataset_id
     if (final / "card.json").exists():
         return Dataset(final)
-    if source is None:
-        from cellfeatures.sources.factory import make_source
-
-        source = make_source(manifest["config"].get("source", {"kind": "sample"}), manifest.get("input_tables"))
     sources = label_sources(label_blocks)
     if spec.label not in sources:
         raise ConfigError(f"unknown label source {spec.label!r}; known: {', '.join(sources)}")
+    if source is None:
+        source = store.source_of(version, sources[spec.label].tables)
     labels = load_labels(source, sources[spec.label])
     label_col = labels.column(spec.level)
     features = _select_features(manifest, spec)

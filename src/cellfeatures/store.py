@@ -30,7 +30,7 @@ import polars as pl
 from cellfeatures import PIPELINE_CODE_VERSION, __version__
 from cellfeatures.atomic import publish_directory
 from cellfeatures.config import Config
-from cellfeatures.errors import StoreError, VersionNotFoundError
+from cellfeatures.errors import CellFeaturesError, StoreError, VersionNotFoundError
 from cellfeatures.identity import identity_map
 from cellfeatures.pipelines import FAMILIES, BuildContext, FeatureSpec
 from cellfeatures.pipelines import external as external_family
@@ -183,6 +183,46 @@ class FeatureStore:
             lf = lf.select(*keys, *columns)
         return lf.collect()
 
+    def source_of(self, version: str, tables: builtins.list[str] | tuple[str, ...] = ()) -> Source:
+        """Reopen the exact source a version was built from, proving `tables` are unchanged since the build.
+
+        Why: labels, partner tables and model tables must come from the same data the features came
+        from. A version whose source cannot be reopened, or whose tables changed, is refused, never
+        silently labelled from somewhere else (such as the embedded sample).
+        """
+        from cellfeatures.sources.factory import make_source
+
+        resolved = self.resolve(version)
+        manifest = self.manifest(resolved)
+        cfg = manifest.get("source_config")
+        if not isinstance(cfg, dict):
+            raise StoreError(
+                f"version {resolved} does not record which source it was built from (built by an older "
+                f"cellfeatures); rebuild it with `cellfeatures build` before making datasets from it"
+            )
+        try:
+            source = make_source(cfg)
+        except CellFeaturesError as exc:
+            raise StoreError(
+                f"cannot reopen the source of version {resolved} ({cfg.get('kind')} "
+                f"{cfg.get('paths') or cfg.get('datastack') or ''}): {exc}; refusing to read labels elsewhere"
+            ) from None
+        recorded = manifest.get("source_tables", {})
+        for table in tables:
+            if not source.has(table):
+                continue  # absent now and then: the caller decides whether it needs it
+            if table not in recorded:
+                raise StoreError(
+                    f"table {table!r} is in the source of version {resolved} now but was not when it was built: "
+                    f"the snapshot changed; rebuild the version"
+                )
+            if source.table_fingerprint(table) != recorded[table]:
+                raise StoreError(
+                    f"table {table!r} of the source of version {resolved} changed since the build (rows or "
+                    f"checksum differ): rebuild the version so features and labels come from the same data"
+                )
+        return source
+
     # ------------------------------------------------------------ building
     def build(self, config: Config, source: Source | None = None, progress: Progress | None = None) -> BuildResult:
         """Build (or find) the feature version for this config. Atomic: all or nothing becomes visible."""
@@ -281,6 +321,7 @@ class FeatureStore:
             "pipeline_code_version": PIPELINE_CODE_VERSION,
             "config": {"name": config.name, "path": str(config.path) if config.path else None, **config.feature_set()},
             "source": {k: v for k, v in fingerprint.items() if k != "tables"} | {"description": source.describe()},
+            "source_config": source.reopen_config(),
             "source_tables": fingerprint.get("tables", {}),
             "inputs": infos,
             "families": {

@@ -89,6 +89,19 @@ class Source(ABC):
         """
         return None
 
+    def reopen_config(self) -> dict[str, Any]:
+        """A [source] block that reopens exactly this source later (no secrets), recorded in every manifest.
+
+        Why: datasets and baselines read labels from the source a feature version was built from; a source
+        that cannot say how to reopen itself cannot be labelled from later.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be reopened from a manifest")
+
+    def table_fingerprint(self, table: str) -> dict[str, Any]:
+        """The fingerprint of one table (rows and checksums), as in `fingerprint()['tables']`."""
+        tables: dict[str, Any] = self.fingerprint().get("tables", {})
+        return dict(tables.get(table, {}))
+
     def has(self, table: str) -> bool:
         return table in self.tables()
 

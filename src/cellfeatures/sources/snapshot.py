@@ -218,14 +218,22 @@ class SnapshotSource(Source):
             parts=tuple(parts),
         )
 
+    def table_fingerprint(self, table: str) -> dict[str, Any]:
+        files = self.files(table)
+        return {"rows": sum(count_rows(p) for p in files), "sha256": [cached_sha256(p) for p in files]}
+
+    def reopen_config(self) -> dict[str, Any]:
+        return {
+            "kind": "snapshot",
+            "paths": [str(r.resolve()) for r in self.roots],
+            "datastack": self.datastack,
+            "materialization_version": self.materialization_version,
+            "timestamp": self.timestamp,
+            "position_resolution_nm": list(self.position_resolution_nm),
+        }
+
     def fingerprint(self) -> dict[str, Any]:
-        tables = {}
-        for table in self.tables():
-            files = self.files(table)
-            tables[table] = {
-                "rows": sum(count_rows(p) for p in files),
-                "sha256": [cached_sha256(p) for p in files],
-            }
+        tables = {table: self.table_fingerprint(table) for table in self.tables()}
         return {
             "kind": "snapshot",
             "datastack": self.datastack,

@@ -543,3 +543,6 @@ class SyntheticSource(SnapshotSource):
 
     def fingerprint(self) -> dict[str, Any]:
         return {**super().fingerprint(), "kind": "synthetic", "spec": asdict(self.spec), "generator": GENERATOR_VERSION}
+
+    def reopen_config(self) -> dict[str, Any]:
+        return {"kind": "synthetic", **asdict(self.spec)}  # same spec -> same tables, bit for bit
