@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import polars as pl
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cellfeatures.config import Config, default_config, load_config
@@ -24,9 +25,14 @@ app = typer.Typer(
 
 
 def _console(stderr: bool = False) -> Console:
-    """Terminal width on a TTY; wide lines when piped or written to a file (names stay whole)."""
+    """Terminal width on a TTY; wide lines when piped or written to a file (names stay whole).
+
+    Markup is off by default: table names, paths, messages and data are printed as they are (a
+    `[source]` in a message must not vanish, a stray `[/` must not crash). The few lines that style
+    text pass `markup=True` and put every interpolated value through `escape`.
+    """
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
+    return Console(stderr=stderr, highlight=False, markup=False, width=None if stream.isatty() else 200)
 
 
 console = _console()
@@ -62,8 +68,32 @@ def _store(config: Config | None, store: Path | None) -> Any:
     return FeatureStore(store or (config.store_root if config else "features"))
 
 
-def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}")
+# What a command turns into "error: ..." and exit code 2 instead of a traceback: our own errors, the
+# operating system's (permissions, a full disk, a missing file) and data the engine could not read.
+CLI_ERRORS = (CellFeaturesError, OSError, pl.exceptions.PolarsError, ValueError)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One clear message: what failed and on which file, without a traceback."""
+    import errno
+
+    if isinstance(exc, CellFeaturesError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno == errno.ENOSPC:
+            return f"no space left on the device{where}; nothing half-written was published: free space and rerun"
+        if isinstance(exc, PermissionError):
+            return f"permission denied{where}: the store, dataset or output directory is not writable by you"
+        return f"{exc.strerror or exc}{where}"
+    if isinstance(exc, pl.exceptions.PolarsError):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"the data could not be processed ({type(exc).__name__}: {first})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _fail(exc: BaseException) -> None:
+    err.print(f"[bold red]error:[/] {escape(describe_error(exc))}", markup=True)
     raise typer.Exit(code=2)
 
 
@@ -75,7 +105,7 @@ def _build(config: Config, store: Path | None) -> Any:
 
         def progress(msg: str) -> None:
             status.update(msg)
-            console.print(f"  [dim]·[/] {msg}")
+            console.print(f"  [dim]·[/] {escape(msg)}", markup=True)
 
         return fs, fs.build(config, progress=progress)
 
@@ -98,7 +128,7 @@ def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
     try:
         cfg = _config(config)
         t0 = time.perf_counter()
-        console.print(f"[bold]cellfeatures run[/] — config {cfg.path}")
+        console.print(f"[bold]cellfeatures run[/] — config {escape(str(cfg.path))}", markup=True)
         fs, result = _build(cfg, store)
         m = result.manifest
         console.print(_summary_table(m))
@@ -138,7 +168,7 @@ def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
             _print_leaderboard(report.parent / "leaderboard.csv")
             console.print(f"report: {report}")
         console.print(f"done in {time.perf_counter() - t0:.1f} s")
-    except CellFeaturesError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
 
 
@@ -149,24 +179,25 @@ def build(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a value: features.x.y=VALUE (TOML)")] = None,
 ) -> None:
     """Build (or find) the feature version of a config."""
-    import tomllib
-
     try:
         cfg = _config(config)
         for item in set_ or []:
-            key, _, value = item.partition("=")
-            cfg = cfg.with_value(key.strip(), tomllib.loads(f"v = {value}")["v"])
+            cfg = cfg.with_override(item)
         _fs, result = _build(cfg, store)
         console.print(("published " if result.created else "already built, nothing to do: ") + result.version)
-    except CellFeaturesError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
 
 
 @app.command("list")
 def list_(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Published feature versions."""
-    fs = _store(_config(config) if config else None, store)
-    rows = fs.list()
+    try:
+        fs = _store(_config(config) if config else None, store)
+        rows = fs.list()
+    except CLI_ERRORS as exc:
+        _fail(exc)
+        return
     if not rows:
         console.print(f"no versions in {fs.root}")
         return
@@ -185,7 +216,7 @@ def show(
     """A version's manifest: inputs with origins, families, per-feature stats."""
     try:
         m = _store(None, store).manifest(version)
-    except CellFeaturesError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
         return
     if as_json:
@@ -226,13 +257,13 @@ def diff(a: str, b: str, store: StoreOpt = None, as_json: Annotated[bool, typer.
     """What changed between two versions: cells, features, values, config, input tables."""
     try:
         d = _store(None, store).diff(a, b)
-    except CellFeaturesError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
         return
     if as_json:
         console.print_json(json.dumps(d.as_dict(), default=str))
         return
-    console.print(f"[bold]{d.a}[/] → [bold]{d.b}[/]")
+    console.print(f"[bold]{escape(d.a)}[/] → [bold]{escape(d.b)}[/]", markup=True)
     console.print(f"cells: +{d.cells_added} −{d.cells_removed}, re-rooted {d.cells_rerooted}")
     console.print(f"features: +{d.features_added or '[]'} −{d.features_removed or '[]'}")
     for c in d.config_changes:
@@ -251,9 +282,14 @@ def features(config: ConfigOpt = None) -> None:
     """The feature catalogue of a config: every column with dtype, unit, family and meaning."""
     from cellfeatures.pipelines import catalogue
 
-    cfg = _config(config)
+    try:
+        cfg = _config(config)
+        specs = catalogue(cfg.features)
+    except CLI_ERRORS as exc:
+        _fail(exc)
+        return
     table = _table(("feature", "family", "dtype", "unit", "description"), f"feature catalogue ({cfg.name})")
-    for s in catalogue(cfg.features):
+    for s in specs:
         table.add_row(s.name, s.family, s.dtype, s.unit, s.description)
     console.print(table)
 
@@ -277,7 +313,7 @@ def fetch(
         cfg = _config(config)
         wanted = [t.strip() for t in tables.split(",") if t.strip()] if tables else cfg.tables_needed()
         with Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -309,7 +345,7 @@ def fetch(
             f"snapshot of {fetcher.datastack} v{fetcher.version} ({fetcher.timestamp:%Y-%m-%d %H:%M:%S} UTC) "
             f'in {path} — build from it with [source] kind = "snapshot", path = "{path}"'
         )
-    except CellFeaturesError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
 
 
@@ -370,8 +406,8 @@ def dataset(
             f"{len(card['folds'])} folds → {ds.path}"
         )
         for risk in card["leakage_risks"]:
-            console.print(f"  [yellow]risk:[/] {risk}")
-    except CellFeaturesError as exc:
+            console.print(f"  [yellow]risk:[/] {escape(risk)}", markup=True)
+    except CLI_ERRORS as exc:
         _fail(exc)
 
 
@@ -396,7 +432,7 @@ def baseline(
         )
         _print_leaderboard(report.parent / "leaderboard.csv")
         console.print(f"report: {report}" + ("" if created else " (already computed)"))
-    except CellFeaturesError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
 
 
@@ -437,7 +473,7 @@ def export(
         target = out or Path(f"{ds.card['name']}-{ds.id}.{fmt}")
         ds.export(fmt, target)
         console.print(f"wrote {target}")
-    except CellFeaturesError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
 
 
@@ -468,8 +504,9 @@ def labels(
         for label_set in (la, lb):
             if label_set.unmapped:
                 console.print(
-                    f"[yellow]{label_set.spec.name}: unmapped spellings (reported, not guessed):[/] "
-                    f"{label_set.unmapped}"
+                    f"[yellow]{escape(label_set.spec.name)}: unmapped spellings (reported, not guessed):[/] "
+                    f"{escape(str(label_set.unmapped))}",
+                    markup=True,
                 )
         console.print(
             f"{a} vs {b}: raw spellings agree on {raw.agreement:.1%} of {raw.shared:,} shared cells; "
@@ -482,7 +519,7 @@ def labels(
         for row in harmonised.confusion.iter_rows():
             table.add_row(*[str(v) for v in row])
         console.print(table)
-    except CellFeaturesError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
 
 
@@ -517,9 +554,13 @@ def synthetic(
     from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
 
     t0 = time.perf_counter()
-    spec = SyntheticSpec(n_cells=cells, n_synapses=synapses, seed=seed, chunk_rows=chunk_rows)
-    path = write_synthetic_snapshot(spec, out)
-    rows = pl.scan_parquet(path / "synapses_pni_2" / "*.parquet").select(pl.len()).collect().item()
+    try:
+        spec = SyntheticSpec(n_cells=cells, n_synapses=synapses, seed=seed, chunk_rows=chunk_rows)
+        path = write_synthetic_snapshot(spec, out)
+        rows = pl.scan_parquet(path / "synapses_pni_2" / "*.parquet").select(pl.len()).collect().item()
+    except CLI_ERRORS as exc:
+        _fail(exc)
+        return
     console.print(f"wrote {path} ({rows:,} synapses) in {time.perf_counter() - t0:.1f} s")
 
 

@@ -13,6 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from cellfeatures.config_schema import check_raw
 from cellfeatures.errors import ConfigError
 
 KNOWN_SECTIONS = {
@@ -60,10 +61,29 @@ class Config:
         raw = copy.deepcopy(self.raw)
         node = raw
         keys = dotted.split(".")
-        for key in keys[:-1]:
+        if not all(keys):
+            raise ConfigError(f"--set {dotted}: empty key part")
+        for i, key in enumerate(keys[:-1]):
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: [{'.'.join(keys[: i + 1])}] is not a table")
         node[keys[-1]] = value
         return from_dict(raw, self.path)
+
+    def with_override(self, item: str) -> Config:
+        """A copy with one `KEY=VALUE` override (VALUE in TOML: strings quoted, true/false, numbers, lists)."""
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f'--set needs KEY=VALUE (e.g. features.nucleus.depth_method="y_offset"), got {item!r}')
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ConfigError(
+                f"--set {key}: {text.strip()!r} is not a TOML value; quote strings "
+                f"(--set '{key}=\"{text.strip()}\"'), write booleans as true/false"
+            ) from None
+        return self.with_value(key, value)
 
 
 def from_dict(raw: dict[str, Any], path: Path | None = None) -> Config:
@@ -71,9 +91,12 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> Config:
     unknown = set(raw) - KNOWN_SECTIONS
     if unknown:
         raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}; expected {sorted(KNOWN_SECTIONS)}")
+    if not isinstance(raw.get("source", {}), dict):
+        raise ConfigError(f"{where}: [source] must be a table, got {raw['source']!r}")
     source = dict(raw.get("source", {"kind": "sample"}))
-    if source.get("kind") not in SOURCE_KINDS:
+    if source.get("kind", "sample") not in SOURCE_KINDS:
         raise ConfigError(f"{where}: [source] kind must be one of {sorted(SOURCE_KINDS)}, got {source.get('kind')!r}")
+    check_raw(raw, where)
     features = dict(raw.get("features", {}))
     bad = set(features) - KNOWN_FAMILIES
     if bad:

@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from cellfeatures.atomic import publish_directory
+from cellfeatures.errors import ConfigError
 from cellfeatures.sources.snapshot import SnapshotSource
 
 GENERATOR_VERSION = "1"
@@ -519,8 +520,19 @@ def write_synthetic_snapshot(spec: SyntheticSpec, out: str | os.PathLike[str]) -
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
-    publish_directory(Path(out), write)  # once, atomically
-    return Path(out)
+    out = Path(out)
+    if out.exists():
+        try:
+            existing = json.loads((out / "manifest.json").read_text()).get("spec")
+        except (OSError, ValueError):
+            existing = None
+        if existing != asdict(spec):
+            raise ConfigError(
+                f"{out} already exists and holds something else than a synthetic snapshot of this spec "
+                f"({'another spec' if existing else 'no synthetic manifest'}): choose another --out or remove it"
+            )
+    publish_directory(out, write)  # once, atomically
+    return out
 
 
 def default_cache_dir() -> Path:
