@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from cellfeatures.baselines import (
@@ -108,10 +109,85 @@ def test_the_leaderboard_is_identical_for_the_same_seed(dataset) -> None:
     )
 
 
-def test_seeds_redraw_the_split_and_report_mean_and_std(dataset) -> None:
+def test_seeds_redraw_the_split_and_report_spread_and_interval(dataset) -> None:
     store, ds, root = dataset
     board = run_baselines(store, ds, seeds=(0, 1), models=("logistic_regression",), existing=(), root=root / "datasets")
     entry = board.entries[0]
     assert [m["seed"] for m in entry.per_seed] == [0, 1] and len(entry.per_fold) == 6
-    mean, std = entry.summary("accuracy")
-    assert mean == pytest.approx(np.mean([m["accuracy"] for m in entry.per_seed])) and std >= 0
+    s = entry.summary("accuracy")
+    assert s["mean"] == pytest.approx(np.mean([m["accuracy"] for m in entry.per_seed]))
+    fold_values = [m["accuracy"] for m in entry.per_fold]
+    assert s["fold_std"] == pytest.approx(np.std(fold_values, ddof=1)) and s["fold_std"] > 0
+    assert s["ci_low"] < entry.per_seed[0]["accuracy"] < s["ci_high"]
+    assert entry.predictions["seed"].unique().sort().to_list() == [0, 1], "every seed's predictions are kept"
+    row = board.frame().row(0, named=True)
+    for column in ("accuracy_mean", "accuracy_fold_std", "accuracy_seed_std", "accuracy_ci_low", "accuracy_ci_high"):
+        assert row[column] is not None, column
+
+
+def test_a_pooled_metric_recomputes_from_the_saved_predictions(dataset) -> None:
+    store, ds, root = dataset
+    board = run_baselines(
+        store, ds, seeds=(0,), models=("hist_gradient_boosting",), existing=(), root=root / "datasets"
+    )
+    entry = board.entries[0]
+    preds = entry.predictions
+    assert preds["nucleus_id"].is_unique().all(), "one seed: every cell tested exactly once"
+    assert (preds["y_true"] == preds["y_pred"]).mean() == pytest.approx(entry.per_seed[0]["accuracy"])
+    proba = preds.select([c for c in preds.columns if c.startswith("p_")]).to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_one_thread_fits_in_processes_give_the_same_numbers_as_in_process(dataset) -> None:
+    from cellfeatures.baselines import collect_trained, run_fits, trained_tasks
+
+    _store, ds, _root = dataset
+    tasks = trained_tasks({0: ds}, "hist_gradient_boosting", "hist_gradient_boosting")
+    seen: list[int] = []
+    parallel = run_fits(tasks, progress=lambda done, total, _what: seen.append(done), n_jobs=2)
+    serial = run_fits(tasks, n_jobs=1)
+    assert sorted(seen) == list(range(1, len(tasks) + 1))
+    for key in serial:
+        np.testing.assert_array_equal(parallel[key][0], serial[key][0])
+        np.testing.assert_array_equal(parallel[key][1], serial[key][1])
+    a = collect_trained({0: ds}, "hist_gradient_boosting", "hist_gradient_boosting", "trained", parallel)
+    b = collect_trained({0: ds}, "hist_gradient_boosting", "hist_gradient_boosting", "trained", serial)
+    assert a.per_seed[0]["accuracy"] == b.per_seed[0]["accuracy"]
+
+
+def test_a_custom_estimator_lands_on_the_board(dataset) -> None:
+    from sklearn.impute import SimpleImputer
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    store, ds, root = dataset
+    mine = make_pipeline(SimpleImputer(), StandardScaler(), KNeighborsClassifier(5))
+    board = run_baselines(
+        store, ds, seeds=(0,), models=("majority",), custom={"knn": mine}, existing=(), root=root / "datasets"
+    )
+    rows = {r["entry"]: r for r in board.frame().iter_rows(named=True)}
+    assert rows["knn"]["kind"] == "custom" and rows["knn"]["accuracy_mean"] > rows["majority"]["accuracy_mean"]
+    assert board.best().entry == "knn"
+
+
+def test_planted_predictions_score_to_hand_computed_numbers_in_both_views(dataset) -> None:
+    store, ds, root = dataset
+    board = run_baselines(store, ds, seeds=(0,), models=("logistic_regression",), existing=(), root=root / "datasets")
+    truth = ds.data.select("nucleus_id", pl.col(ds.label).alias("truth"))
+    ids = truth["nucleus_id"].to_list()
+    # right on every third cell, wrong on every third, no prediction on the rest
+    pred = [
+        t if i % 3 == 0 else ("4P" if t != "4P" else "23P") if i % 3 == 1 else None
+        for i, t in enumerate(truth["truth"].to_list())
+    ]
+    planted = pl.DataFrame({"nucleus_id": ids, "pred": pred})
+    entry = board.add_predictions(planted, "planted")
+    tested = entry.predictions.join(truth, on="nucleus_id")
+    covered = tested.filter(pl.col("y_pred") != "<none>")
+    assert entry.per_seed[0]["accuracy"] == pytest.approx((tested["y_pred"] == tested["truth"]).mean())
+    assert entry.coverage == pytest.approx(covered.height / tested.height)
+    assert entry.covered["accuracy"] == pytest.approx(0.5, abs=0.02)
+    ours = board.entries[0].predictions.join(covered.select("nucleus_id"), on="nucleus_id")
+    assert entry.covered["model_accuracy"] == pytest.approx((ours["y_pred"] == ours["y_true"]).mean())
+    assert entry.covered["paired_n"] == covered.height and entry.covered["p_value"] < 1e-6

@@ -102,3 +102,44 @@ def test_column_hold_out_tests_inside_then_outside() -> None:
         split["fold_0"].to_numpy()[~inside] == "train"
     ).all()
     assert (split["fold_1"].to_numpy()[inside] == "train").all()
+
+
+def test_a_seed_redraws_the_spatial_blocks() -> None:
+    frame = cells(600, 11)
+    splits = [make_split(frame, "label", SplitSpec("spatial", folds=5, seed=s, block_um=50)) for s in (0, 1, 2)]
+    for a, b in ((0, 1), (1, 2), (0, 2)):
+        assert not splits[a]["block"].equals(splits[b]["block"])
+        differ = (splits[a]["fold_0"] != splits[b]["fold_0"]).sum()
+        assert differ > 60, f"seeds {a} and {b} differ in only {differ} cells"
+
+
+def test_spatial_folds_balance_class_counts_better_than_cell_counts_alone() -> None:
+    """Blocks of one class each: assigning by size alone could put a class in one fold only."""
+    from cellfeatures.splits import assign_blocks
+
+    block = np.repeat(np.arange(10), 10)
+    labels = np.repeat(np.array(["a"] * 5 + ["b"] * 5), 10)
+    fold_of_block = assign_blocks(block, labels, folds=5, seed=0)
+    for k in range(5):
+        members = labels[fold_of_block[block] == k]
+        assert sorted(set(members)) == ["a", "b"], f"fold {k} holds {sorted(set(members))}"
+
+
+def test_the_locked_slab_is_the_same_for_every_seed_and_never_in_cross_validation() -> None:
+    frame = cells(500, 12)
+    splits = [
+        make_split(
+            frame, "label", SplitSpec("spatial", folds=4, seed=s, block_um=60, buffer_um=10, locked_fraction=0.2)
+        )
+        for s in (0, 1)
+    ]
+    assert splits[0]["locked"].equals(splits[1]["locked"])
+    joined = splits[0].join(frame, on="nucleus_id")
+    locked = joined.filter(pl.col("locked") == "test")
+    assert abs(locked.height - 100) <= 2
+    assert locked["pos_x_nm"].min() >= joined.filter(pl.col("locked") == "train")["pos_x_nm"].max()
+    for fold in fold_names(splits[0]):
+        assert set(joined.filter(pl.col("locked") != "train")[fold].unique()) == {"locked"}
+    train = joined.filter(pl.col("locked") == "train").select(pl.col("pos_x_nm") / 1000, pl.col("pos_z_nm") / 1000)
+    test = locked.select(pl.col("pos_x_nm") / 1000, pl.col("pos_z_nm") / 1000)
+    assert cdist(train.to_numpy(), test.to_numpy()).min() >= 10

@@ -4,11 +4,19 @@ Fair by construction:
 - every entry is scored by one `Evaluator` on the same test cells of the same folds;
 - trained baselines are scikit-learn Pipelines: imputation and scaling are fitted inside each training
   fold, so nothing of the test cells leaks into preprocessing;
-- model label tables that already exist (the early soma/nucleus model, the metamodel, ...) are harmonised
-  to the dataset's level and scored on the same test cells; a cell they did not label counts as wrong and
-  their coverage is reported;
-- several seeds re-draw the split (sibling datasets with other split seeds) and the models' randomness;
-  the leaderboard reports mean ± std over seeds of cross-validated metrics (each cell tested once per seed).
+- prediction tables (the model tables that already exist, or anyone's file) are harmonised to the
+  dataset's level and scored on the same test cells in two views: all test cells (a cell without a
+  prediction counts as wrong, coverage reported) and only the cells the table covers, where the best
+  trained model is scored on the very same cells and compared with an exact McNemar test;
+- each seed re-draws the spatial split (a seeded grid offset and block-to-fold assignment) and the
+  models' randomness. The leaderboard reports, per metric, the mean over seeds of the pooled
+  cross-validated value, its spread over folds and over seeds, and a 95% bootstrap interval that
+  resamples whole spatial blocks (cells for other splits);
+- one ranking metric, `RANKING_METRIC` (balanced accuracy), orders the board and picks "best" — by
+  cross-validation only. A locked test set, when the split has one, is scored once and reported apart.
+Fits are small (about a thousand cells), so each runs with one BLAS/OpenMP thread (`threadpoolctl`) and
+the fits of all models x seeds x folds run in worker processes sized to the cores this process may
+use: on a busy machine a thread team spinning against other jobs turned 90 s into an hour.
 Models are saved with joblib next to a JSON sidecar (dataset id, features, sklearn version, metrics,
 SHA-256 of the file); loading refuses a file whose hash or dataset id does not match.
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -25,14 +34,24 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from cellfeatures.datasets import Dataset, DatasetSpec, build_dataset
+from cellfeatures.datasets import LAYER_FEATURES, Dataset, DatasetSpec, build_dataset
 from cellfeatures.errors import CellFeaturesError, ConfigError
 from cellfeatures.labels import LABEL_SOURCES, load_labels
 from cellfeatures.store import FeatureStore
 
-FLOOR, TRAINED, EXISTING = "floor", "trained", "existing"
-TRAINED_MODELS = ("majority", "depth_only", "logistic_regression", "random_forest", "hist_gradient_boosting")
+FLOOR, TRAINED, EXISTING, EXTERNAL, CUSTOM = "floor", "trained", "existing", "external", "custom"
+FLOORS = ("majority", "depth_only", "depth_only_unweighted")
+TRAINED_MODELS = (
+    *FLOORS,
+    "logistic_regression",
+    "random_forest",
+    "hist_gradient_boosting",
+    "hist_gradient_boosting_no_layer",
+)
 DEPTH_FEATURE = "soma_depth_um"
+RANKING_METRIC = "balanced_accuracy"
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
+MIN_HEADLINE_COVERAGE = 0.5  # a prediction table covering fewer test cells is listed, not headlined
 
 
 class ModelIntegrityError(CellFeaturesError):
@@ -69,11 +88,14 @@ class Evaluator:
         y_pred = np.asarray([p if p is not None else "<none>" for p in y_pred], dtype=object)
         labels = self.classes
         precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+        present = [c for c in labels if c in set(y_true.tolist())]  # macro-F1 over classes with test cells
         out: dict[str, Any] = {
             "n": len(y_true),
             "accuracy": float(accuracy_score(y_true, y_pred)),
             "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if len(y_true) else float("nan"),
-            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+            if present
+            else float("nan"),
             "per_class": {
                 c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
                 for c, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
@@ -116,7 +138,11 @@ def calibration_summary(y_true: np.ndarray, proba: np.ndarray, labels: list[str]
 
 
 def make_model(name: str, features: list[str], seed: int) -> Any:
-    """A scikit-learn Pipeline; preprocessing lives inside it so it is fitted on training folds only."""
+    """A scikit-learn Pipeline; preprocessing lives inside it so it is fitted on training folds only.
+
+    `features` are the design-matrix column names (`Dataset.xy`), so column subsets (depth only, no
+    layer position) are picked by name.
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.dummy import DummyClassifier
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -125,16 +151,22 @@ def make_model(name: str, features: list[str], seed: int) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
+    def hgb(weight: str | None) -> Any:
+        return HistGradientBoostingClassifier(
+            max_iter=100, learning_rate=0.1, max_leaf_nodes=15, class_weight=weight, random_state=seed
+        )
+
     if name == "majority":
         return Pipeline([("model", DummyClassifier(strategy="most_frequent"))])
-    if name == "depth_only":
+    if name in ("depth_only", "depth_only_unweighted"):
         if DEPTH_FEATURE not in features:
             raise ConfigError(f"the depth-only floor needs {DEPTH_FEATURE} among the dataset's features")
         index = features.index(DEPTH_FEATURE)
+        weight = "balanced" if name == "depth_only" else None
         return Pipeline(
             [
                 ("depth", ColumnTransformer([("depth", SimpleImputer(strategy="median"), [index])])),
-                ("model", HistGradientBoostingClassifier(max_depth=3, class_weight="balanced", random_state=seed)),
+                ("model", HistGradientBoostingClassifier(max_depth=3, class_weight=weight, random_state=seed)),
             ]
         )
     if name == "logistic_regression":
@@ -146,37 +178,27 @@ def make_model(name: str, features: list[str], seed: int) -> Any:
             ]
         )
     if name == "random_forest":
-        return Pipeline(
-            [
-                ("impute", SimpleImputer(strategy="median")),
-                (
-                    "model",
-                    RandomForestClassifier(
-                        n_estimators=300,
-                        min_samples_leaf=2,
-                        n_jobs=2,
-                        class_weight="balanced_subsample",
-                        random_state=seed,
-                    ),
-                ),
-            ]
+        forest = RandomForestClassifier(
+            n_estimators=300, min_samples_leaf=2, n_jobs=1, class_weight="balanced_subsample", random_state=seed
         )
+        return Pipeline([("impute", SimpleImputer(strategy="median")), ("model", forest)])
     if name == "hist_gradient_boosting":
-        return Pipeline(
-            [
-                (
-                    "model",
-                    HistGradientBoostingClassifier(
-                        max_iter=200, learning_rate=0.05, max_leaf_nodes=15, class_weight="balanced", random_state=seed
-                    ),
-                )
-            ]
-        )
+        return Pipeline([("model", hgb("balanced"))])
+    if name == "hist_gradient_boosting_no_layer":
+        keep = [i for i, f in enumerate(features) if f not in LAYER_FEATURES]
+        return Pipeline([("select", ColumnTransformer([("keep", "passthrough", keep)])), ("model", hgb("balanced"))])
     raise ConfigError(f"unknown model {name!r}; known: {', '.join(TRAINED_MODELS)}")
 
 
+def _did_you_mean(name: str, known: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _kind(model: str) -> str:
-    return FLOOR if model in ("majority", "depth_only") else TRAINED
+    return FLOOR if model in FLOORS else TRAINED
 
 
 def _proba_for(model: Any, x: np.ndarray, classes: list[str]) -> np.ndarray:
@@ -229,26 +251,451 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-# ------------------------------------------------------------------ running
+# ------------------------------------------------------------------ fitting in processes
+
+Progress = Callable[[int, int, str], None]  # (fits done, fits total, what just finished)
+
+
+@dataclass(frozen=True)
+class FitTask:
+    """One fit: a model (name or estimator) on one training part, predicted on one test part."""
+
+    key: tuple[str, int, int | str]  # (entry, seed, fold or "locked")
+    model: Any  # a TRAINED_MODELS name, or an unfitted scikit-learn estimator
+    names: list[str]
+    seed: int
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    classes: list[str]
+    keep_model: bool = False
+
+
+def _fit_one(task: FitTask) -> tuple[tuple[str, int, int | str], np.ndarray, np.ndarray, Any]:
+    """Fit and predict with one BLAS/OpenMP thread (small data: a thread team only spins)."""
+    from sklearn.base import clone
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        model = make_model(task.model, task.names, task.seed) if isinstance(task.model, str) else clone(task.model)
+        model.fit(task.x_train, task.y_train)
+        pred = np.asarray(model.predict(task.x_test)).astype(str).astype(object)
+        proba = _proba_for(model, task.x_test, task.classes) if hasattr(model, "predict_proba") else None
+    return (
+        task.key,
+        pred,
+        proba if proba is not None else np.full((len(pred), 0), np.nan),
+        (model if task.keep_model else None),
+    )
+
+
+def run_fits(tasks: list[FitTask], progress: Progress | None = None, n_jobs: int | None = None) -> dict[Any, Any]:
+    """Every fit, in worker processes sized to the cores available (`os.sched_getaffinity`)."""
+    from joblib import Parallel, delayed
+
+    from cellfeatures.runtime import available_cores
+
+    jobs = max(1, min(n_jobs or available_cores(), len(tasks)))
+    results: dict[Any, Any] = {}
+    if jobs == 1:
+        stream: Any = (_fit_one(t) for t in tasks)
+    else:
+        stream = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
+            delayed(_fit_one)(t) for t in tasks
+        )
+    for done, (key, pred, proba, model) in enumerate(stream, start=1):
+        results[key] = (pred, proba, model)
+        if progress:
+            progress(done, len(tasks), f"{key[0]} seed {key[1]} fold {key[2]}")
+    return results
+
+
+# ------------------------------------------------------------------ results
 
 
 @dataclass
 class EntryResult:
+    """One leaderboard entry: pooled metrics per seed, per-fold metrics, every prediction, intervals."""
+
     entry: str
     kind: str
     seeds: list[int]
-    per_seed: list[dict[str, Any]]  # pooled cross-validated metrics per seed
-    per_fold: list[dict[str, Any]]  # {seed, fold, metrics}
+    per_seed: list[dict[str, Any]]  # pooled cross-validated metrics per seed (Evaluator output + seed)
+    per_fold: list[dict[str, Any]]  # {seed, fold, n, accuracy, ...}
     origins: list[str]
+    predictions: pl.DataFrame  # seed, fold, nucleus_id, y_true, y_pred, p_<class>...
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # first seed, bootstrap 95%
     coverage: float | None = None
-    predictions: pl.DataFrame | None = None  # seed 0: nucleus_id, y_true, y_pred (pooled over folds)
+    covered: dict[str, Any] | None = None  # accuracy on the covered cells + paired test vs the best model
+    locked: dict[str, Any] | None = None  # metrics on the locked test set
     importances: list[dict[str, Any]] = field(default_factory=list)
+    source: str = ""  # a prediction file's SHA-256, a table name
 
-    def summary(self, metric: str) -> tuple[float, float]:
-        values = np.array([m[metric] for m in self.per_seed if metric in m], dtype=float)
-        if not len(values):
-            return float("nan"), float("nan")
-        return float(values.mean()), float(values.std(ddof=0))
+    def summary(self, metric: str) -> dict[str, float]:
+        """mean over seeds, std over seeds, std over all (seed, fold) pairs, and the bootstrap interval."""
+        seeds = np.array([m.get(metric, np.nan) for m in self.per_seed], dtype=float)
+        folds = np.array([m.get(metric, np.nan) for m in self.per_fold], dtype=float)
+        lo, hi = self.intervals.get(metric, (float("nan"), float("nan")))
+        finite = folds[np.isfinite(folds)]
+        return {
+            "mean": float(np.nanmean(seeds)) if np.isfinite(seeds).any() else float("nan"),
+            "seed_std": float(np.nanstd(seeds)) if np.isfinite(seeds).any() else float("nan"),
+            "fold_std": float(finite.std(ddof=1)) if len(finite) > 1 else float("nan"),
+            "ci_low": lo,
+            "ci_high": hi,
+        }
+
+    @property
+    def headline(self) -> bool:
+        """No synthetic feature, and (for prediction tables) enough coverage to speak for the test cells."""
+        if "synthetic" in self.origins:
+            return False
+        return self.coverage is None or self.coverage >= MIN_HEADLINE_COVERAGE
+
+
+def _blocks(ds: Dataset) -> dict[int, int]:
+    if "block" not in ds.splits.columns:
+        return {}
+    return dict(zip(ds.splits["nucleus_id"].to_list(), ds.splits["block"].to_list(), strict=True))
+
+
+def _intervals(ds: Dataset, predictions: pl.DataFrame, classes: list[str]) -> dict[str, tuple[float, float]]:
+    """Bootstrap intervals on the first seed's pooled predictions, resampling spatial blocks when there are any."""
+    from cellfeatures.stats import bootstrap_metrics
+
+    first = predictions.filter(pl.col("seed") == predictions["seed"][0]) if predictions.height else predictions
+    blocks = _blocks(ds)
+    groups = np.array([blocks.get(n, -1) for n in first["nucleus_id"].to_list()])
+    use_groups = groups if blocks and (groups >= 0).all() else None
+    y_pred = [None if p == "<none>" else p for p in first["y_pred"].to_list()]
+    return bootstrap_metrics(first["y_true"].to_numpy(), np.array(y_pred, dtype=object), classes, use_groups)
+
+
+def _prediction_frame(
+    seed: int,
+    fold: int | str,
+    ids: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: Any,
+    proba: np.ndarray | None,
+    classes: list[str],
+) -> pl.DataFrame:
+    columns: dict[str, Any] = {
+        "seed": np.full(len(ids), seed, dtype=np.int64),
+        "fold": [str(fold)] * len(ids),
+        "nucleus_id": np.asarray(ids, dtype=np.int64),
+        "y_true": np.asarray(y_true).astype(str),
+        "y_pred": ["<none>" if v is None else str(v) for v in y_pred],
+    }
+    if proba is not None and proba.shape[1] == len(classes):
+        for j, c in enumerate(classes):
+            columns[f"p_{c}"] = proba[:, j]
+    return pl.DataFrame(columns)
+
+
+def _entry_origins(first: Dataset, model: Any, names: list[str]) -> list[str]:
+    origins = first.card["feature_origins"]
+    if model == "majority":
+        return []
+    if model in ("depth_only", "depth_only_unweighted"):
+        return [origins[DEPTH_FEATURE]]
+    if model == "hist_gradient_boosting_no_layer":
+        return sorted({o for f, o in origins.items() if f not in LAYER_FEATURES})
+    return sorted(set(origins.values()))
+
+
+def trained_tasks(datasets: dict[int, Dataset], name: str, model: Any) -> list[FitTask]:
+    """One FitTask per (seed, fold), plus one for the locked test set of the first seed's dataset."""
+    first = next(iter(datasets.values()))
+    classes = Evaluator(first).classes
+    tasks = []
+    for seed, ds in datasets.items():
+        for k in range(len(ds.folds)):
+            x_train, y_train, names = ds.xy(k, "train")
+            x_test, y_test, _ = ds.xy(k, "test")
+            if len(y_test):
+                keep = name == "hist_gradient_boosting" and seed == next(iter(datasets)) and k == 0
+                tasks.append(FitTask((name, seed, k), model, names, seed, x_train, y_train, x_test, classes, keep))
+    if first.has_locked:
+        x_train, y_train, names = first.xy("locked", "train")
+        x_test, _y, _ = first.xy("locked", "test")
+        seed = next(iter(datasets))
+        tasks.append(FitTask((name, seed, "locked"), model, names, seed, x_train, y_train, x_test, classes))
+    return tasks
+
+
+def collect_trained(
+    datasets: dict[int, Dataset], name: str, model: Any, kind: str, fits: dict[Any, Any]
+) -> EntryResult:
+    """An EntryResult from the fits of one model (see trained_tasks)."""
+    first = next(iter(datasets.values()))
+    evaluator = Evaluator(first)
+    classes = evaluator.classes
+    per_seed, per_fold, frames, importances = [], [], [], []
+    for seed, ds in datasets.items():
+        truth, preds, probas = [], [], []
+        for k in range(len(ds.folds)):
+            if (name, seed, k) not in fits:
+                continue
+            pred, proba, fitted = fits[(name, seed, k)]
+            test = ds.fold(k)[1]
+            y_test = test[ds.label].to_numpy()
+            has_proba = proba.shape[1] == len(classes)
+            metrics = evaluator.eval(y_test, pred, proba if has_proba else None)
+            per_fold.append({"seed": seed, "fold": k, **_headline(metrics)})
+            truth.append(y_test)
+            preds.append(pred)
+            probas.append(proba if has_proba else None)
+            frames.append(_prediction_frame(seed, k, test["nucleus_id"].to_numpy(), y_test, pred, proba, classes))
+            if fitted is not None:
+                _x, _y, names = ds.xy(k, "test")
+                importances = permutation_importances(fitted, ds.xy(k, "test")[0], y_test, names, seed)
+        complete = [p for p in probas if p is not None]
+        pooled_proba: np.ndarray | None = np.concatenate(complete) if probas and len(complete) == len(probas) else None
+        per_seed.append({"seed": seed, **evaluator.eval(np.concatenate(truth), np.concatenate(preds), pooled_proba)})
+    predictions = pl.concat(frames, how="diagonal_relaxed")
+    locked = None
+    if (name, next(iter(datasets)), "locked") in fits:
+        pred, proba, _ = fits[(name, next(iter(datasets)), "locked")]
+        test = first.fold("locked")[1]
+        locked = {"n": test.height, **_headline(evaluator.eval(test[first.label].to_numpy(), pred))}
+    _x, _y, names = first.xy(0, "test")
+    return EntryResult(
+        name,
+        kind,
+        list(datasets),
+        per_seed,
+        per_fold,
+        _entry_origins(first, model, names),
+        predictions,
+        intervals=_intervals(first, predictions, classes),
+        locked=locked,
+        importances=importances,
+    )
+
+
+def evaluate_trained(
+    datasets: dict[int, Dataset], model_name: str, *, progress: Progress | None = None, n_jobs: int | None = None
+) -> EntryResult:
+    """One named model on every seed and fold (fits in processes, one thread each)."""
+    fits = run_fits(trained_tasks(datasets, model_name, model_name), progress, n_jobs)
+    return collect_trained(datasets, model_name, model_name, _kind(model_name), fits)
+
+
+def permutation_importances(
+    model: Any, x: np.ndarray, y: np.ndarray, names: list[str], seed: int
+) -> list[dict[str, Any]]:
+    """Permutation importance on the test split (balanced accuracy drop), most important first."""
+    from sklearn.inspection import permutation_importance
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        result = permutation_importance(
+            model, x, y, n_repeats=5, random_state=seed, scoring="balanced_accuracy", n_jobs=1
+        )
+    rows = [
+        {"feature": n, "mean": float(m), "std": float(s)}
+        for n, m, s in zip(names, result.importances_mean, result.importances_std, strict=True)
+    ]
+    return sorted(rows, key=lambda r: -r["mean"])
+
+
+# ------------------------------------------------------------------ prediction tables
+
+
+def evaluate_predictions(
+    datasets: dict[int, Dataset],
+    predicted: pl.DataFrame,
+    entry: str,
+    kind: str,
+    origins: list[str],
+    source: str = "",
+) -> EntryResult:
+    """Score a prediction table (nucleus_id, pred, optional p_<class>) on the same test cells as our models.
+
+    View 1: every test cell, a cell without a prediction counts as wrong. View 2 (`covered`): only the
+    cells the table predicts; `compare_paired` later adds the best trained model on those same cells.
+    """
+    first = next(iter(datasets.values()))
+    evaluator = Evaluator(first)
+    classes = evaluator.classes
+    p_cols = [f"p_{c}" for c in classes]
+    with_proba = all(c in predicted.columns for c in p_cols)
+    per_seed, per_fold, frames = [], [], []
+    for seed, ds in datasets.items():
+        truth, preds = [], []
+        for k in range(len(ds.folds)):
+            test = ds.fold(k)[1].select("nucleus_id", ds.label).join(predicted, on="nucleus_id", how="left")
+            if not test.height:
+                continue
+            y_true, y_pred = test[ds.label].to_numpy(), test["pred"].to_list()
+            per_fold.append({"seed": seed, "fold": k, **_headline(evaluator.eval(y_true, y_pred))})
+            truth.append(y_true)
+            preds += y_pred
+            proba = test.select(p_cols).to_numpy() if with_proba else None
+            frames.append(_prediction_frame(seed, k, test["nucleus_id"].to_numpy(), y_true, y_pred, proba, classes))
+        per_seed.append({"seed": seed, **evaluator.eval(np.concatenate(truth), preds)})
+    predictions = pl.concat(frames, how="diagonal_relaxed")
+    first_seed = predictions.filter(pl.col("seed") == predictions["seed"][0])
+    covered_rows = first_seed.filter(pl.col("y_pred") != "<none>")
+    coverage = covered_rows.height / max(first_seed.height, 1)
+    covered = {
+        "n": covered_rows.height,
+        "accuracy": float((covered_rows["y_true"] == covered_rows["y_pred"]).to_numpy().mean())
+        if covered_rows.height
+        else None,
+    }
+    locked = None
+    if first.has_locked:
+        test = first.fold("locked")[1].select("nucleus_id", first.label).join(predicted, on="nucleus_id", how="left")
+        locked = {"n": test.height, **_headline(evaluator.eval(test[first.label].to_numpy(), test["pred"].to_list()))}
+    return EntryResult(
+        entry,
+        kind,
+        list(datasets),
+        per_seed,
+        per_fold,
+        origins,
+        predictions,
+        intervals=_intervals(first, predictions, classes),
+        coverage=coverage,
+        covered=covered,
+        locked=locked,
+        source=source,
+    )
+
+
+def evaluate_existing(datasets: dict[int, Dataset], source: Any, label_source: str) -> EntryResult | None:
+    """Score an existing model label table on the same test cells (harmonised to the dataset's level)."""
+    first = next(iter(datasets.values()))
+    level = first.card["label"]["level"]
+    try:
+        labels = load_labels(source, LABEL_SOURCES[label_source])
+    except CellFeaturesError:
+        return None
+    predicted = labels.frame.select("nucleus_id", pl.col(level).alias("pred"))
+    table = labels.tables_used[0]
+    return evaluate_predictions(
+        datasets, predicted, f"table:{table}", EXISTING, [source.info(table).origin], source=table
+    )
+
+
+def compare_paired(entries: list[EntryResult]) -> None:
+    """In place: each prediction table's covered cells, scored for the best trained model too (McNemar).
+
+    Why: "the table covers 89% and scores 0.72 counting gaps as wrong" and "on the cells it labels it
+    beats our model" are both true statements; readers need the second, on the same cells, with a test.
+    """
+    from cellfeatures.stats import mcnemar_exact
+
+    best = best_entry(entries)
+    if best is None:
+        return
+    ours = best.predictions.filter(pl.col("seed") == best.seeds[0]).select("nucleus_id", pl.col("y_pred").alias("ours"))
+    for e in entries:
+        if e.covered is None or not e.covered["n"]:
+            continue
+        theirs = e.predictions.filter((pl.col("seed") == e.seeds[0]) & (pl.col("y_pred") != "<none>"))
+        paired = theirs.join(ours, on="nucleus_id", how="inner")
+        a = (paired["y_pred"] == paired["y_true"]).to_numpy()
+        b = (paired["ours"] == paired["y_true"]).to_numpy()
+        test = mcnemar_exact(a, b)
+        e.covered.update(
+            {
+                "vs": best.entry,
+                "paired_n": test["n"],
+                "model_accuracy": float(b.mean()) if len(b) else None,
+                "table_only_right": test["a_only"],
+                "model_only_right": test["b_only"],
+                "p_value": test["p_value"],
+            }
+        )
+
+
+def best_entry(entries: list[EntryResult]) -> EntryResult | None:
+    """The headline trained (or custom) entry with the highest cross-validated ranking metric."""
+    candidates = [e for e in entries if e.kind in (TRAINED, CUSTOM) and e.headline]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda e: e.summary(RANKING_METRIC)["mean"])
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        k: metrics[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss") if k in metrics
+    }
+    if "calibration" in metrics:
+        out["ece"] = metrics["calibration"]["ece"]
+    return out
+
+
+@dataclass
+class Leaderboard:
+    dataset: Dataset
+    entries: list[EntryResult]
+
+    def frame(self) -> pl.DataFrame:
+        """One row per entry: headline rows first, then by the ranking metric (mean over seeds)."""
+        rows = []
+        for e in self.entries:
+            row: dict[str, Any] = {
+                "entry": e.entry,
+                "kind": e.kind,
+                "level": self.dataset.card["label"]["level"],
+                "feature_origins": "+".join(e.origins) or "none",
+                "headline": e.headline,
+                "seeds": len(e.seeds),
+                "folds": len(self.dataset.folds),
+                "n_test": e.per_seed[0]["n"] if e.per_seed else 0,
+            }
+            for metric in METRICS:
+                for stat, value in e.summary(metric).items():
+                    row[f"{metric}_{stat}"] = round(value, 6) if value == value else None
+            eces = [m["calibration"]["ece"] for m in e.per_seed if "calibration" in m]
+            row["ece"] = round(float(np.mean(eces)), 6) if eces else None
+            row["coverage"] = round(e.coverage, 6) if e.coverage is not None else None
+            covered = e.covered or {}
+            row["covered_n"] = covered.get("n")
+            row["covered_accuracy"] = covered.get("accuracy")
+            row["paired_vs"] = covered.get("vs")
+            row["paired_model_accuracy"] = covered.get("model_accuracy")
+            row["paired_p_value"] = covered.get("p_value")
+            locked = e.locked or {}
+            row["locked_n"] = locked.get("n")
+            row["locked_accuracy"] = locked.get("accuracy")
+            row["locked_balanced_accuracy"] = locked.get("balanced_accuracy")
+            row["source"] = e.source or None
+            rows.append(row)
+        return pl.DataFrame(rows, infer_schema_length=None).sort(
+            ["headline", f"{RANKING_METRIC}_mean"], descending=[True, True], nulls_last=True
+        )
+
+    def per_fold(self) -> pl.DataFrame:
+        """Every (entry, seed, fold) metric row: the spread behind each mean."""
+        return pl.DataFrame(
+            [{"entry": e.entry, "kind": e.kind, **r} for e in self.entries for r in e.per_fold],
+            infer_schema_length=None,
+        )
+
+    def predictions(self) -> pl.DataFrame:
+        """Every test prediction of every entry (seed, fold, nucleus_id, y_true, y_pred, p_<class>)."""
+        return pl.concat(
+            [e.predictions.with_columns(pl.lit(e.entry).alias("entry")) for e in self.entries],
+            how="diagonal_relaxed",
+        )
+
+    def best(self) -> EntryResult | None:
+        return best_entry(self.entries)
+
+    def add_predictions(self, frame: pl.DataFrame, name: str, *, source: str = "") -> EntryResult:
+        """Score anyone's predictions (nucleus_id, pred, optional p_<class>) on this board's test cells."""
+        datasets = self._datasets or {0: self.dataset}
+        entry = evaluate_predictions(datasets, frame, name, EXTERNAL, ["external"], source=source)
+        self.entries.append(entry)
+        compare_paired(self.entries)
+        return entry
+
+    _datasets: dict[int, Dataset] = field(default_factory=dict, repr=False)
 
 
 def _sibling(store: FeatureStore, dataset: Dataset, seed: int, root: Path) -> Dataset:
@@ -262,163 +709,35 @@ def _sibling(store: FeatureStore, dataset: Dataset, seed: int, root: Path) -> Da
     return build_dataset(store, spec, root)
 
 
-def evaluate_trained(datasets: dict[int, Dataset], model_name: str, *, importances: bool = False) -> EntryResult:
-    features = datasets[next(iter(datasets))].features
-    evaluator = Evaluator(next(iter(datasets.values())))
-    per_seed, per_fold, predictions, imps = [], [], None, []
-    for seed, ds in datasets.items():
-        truth, preds, probas, ids = [], [], [], []
-        for k in range(len(ds.folds)):
-            x_train, y_train, _ = ds.xy(k, "train")
-            x_test, y_test, names = ds.xy(k, "test")
-            if not len(y_test):
-                continue
-            model = make_model(model_name, features, seed).fit(x_train, y_train)
-            pred = model.predict(x_test)
-            proba = _proba_for(model, x_test, evaluator.classes)
-            per_fold.append({"seed": seed, "fold": k, **_headline(evaluator.eval(y_test, pred, proba))})
-            truth.append(y_test)
-            preds.append(pred)
-            probas.append(proba)
-            ids.append(ds.fold(k)[1]["nucleus_id"].to_numpy())
-            if importances and seed == next(iter(datasets)) and k == 0:
-                imps = permutation_importances(model, x_test, y_test, names, seed)
-        y, p = np.concatenate(truth), np.concatenate(preds)
-        per_seed.append({"seed": seed, **evaluator.eval(y, p, np.concatenate(probas))})
-        if predictions is None:
-            predictions = pl.DataFrame(
-                {"nucleus_id": np.concatenate(ids), "y_true": y.astype(str), "y_pred": p.astype(str)}
-            )
-    origins = sorted(set(next(iter(datasets.values())).card["feature_origins"].values()))
-    if model_name == "majority":
-        origins = []
-    elif model_name == "depth_only":
-        origins = [next(iter(datasets.values())).card["feature_origins"][DEPTH_FEATURE]]
-    return EntryResult(
-        model_name,
-        _kind(model_name),
-        list(datasets),
-        per_seed,
-        per_fold,
-        origins,
-        predictions=predictions,
-        importances=imps,
-    )
-
-
-def permutation_importances(
-    model: Any, x: np.ndarray, y: np.ndarray, names: list[str], seed: int
-) -> list[dict[str, Any]]:
-    """Permutation importance on the test split (balanced accuracy drop), most important first."""
-    from sklearn.inspection import permutation_importance
-
-    result = permutation_importance(model, x, y, n_repeats=5, random_state=seed, scoring="balanced_accuracy", n_jobs=1)
-    rows = [
-        {"feature": n, "mean": float(m), "std": float(s)}
-        for n, m, s in zip(names, result.importances_mean, result.importances_std, strict=True)
-    ]
-    return sorted(rows, key=lambda r: -r["mean"])
-
-
-def evaluate_existing(datasets: dict[int, Dataset], source: Any, label_source: str) -> EntryResult | None:
-    """Score an existing model label table on the same test cells (harmonised to the dataset's level)."""
-    first = next(iter(datasets.values()))
-    level = first.card["label"]["level"]
-    try:
-        labels = load_labels(source, LABEL_SOURCES[label_source])
-    except CellFeaturesError:
-        return None
-    predicted = labels.frame.select("nucleus_id", pl.col(level).alias("pred"))
-    evaluator = Evaluator(first)
-    per_seed, per_fold, predictions, coverage = [], [], None, None
-    for seed, ds in datasets.items():
-        truth, preds, ids = [], [], []
-        for k in range(len(ds.folds)):
-            test = ds.fold(k)[1].select("nucleus_id", ds.label).join(predicted, on="nucleus_id", how="left")
-            if not test.height:
-                continue
-            per_fold.append(
-                {
-                    "seed": seed,
-                    "fold": k,
-                    **_headline(evaluator.eval(test[ds.label].to_numpy(), test["pred"].to_list())),
-                }
-            )
-            truth.append(test[ds.label].to_numpy())
-            preds.append(np.array(test["pred"].to_list(), dtype=object))
-            ids.append(test["nucleus_id"].to_numpy())
-        y, p = np.concatenate(truth), np.concatenate(preds)
-        per_seed.append({"seed": seed, **evaluator.eval(y, list(p))})
-        if predictions is None:
-            covered = np.array([v is not None for v in p])
-            coverage = float(covered.mean())
-            predictions = pl.DataFrame(
-                {
-                    "nucleus_id": np.concatenate(ids),
-                    "y_true": y.astype(str),
-                    "y_pred": [str(v) if v is not None else "<none>" for v in p],
-                }
-            )
-    origin = source.info(labels.tables_used[0]).origin
-    return EntryResult(
-        f"table:{labels.tables_used[0]}",
-        EXISTING,
-        list(datasets),
-        per_seed,
-        per_fold,
-        [origin],
-        coverage=coverage,
-        predictions=predictions,
-    )
-
-
-def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: metrics[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss") if k in metrics}
-
-
-@dataclass
-class Leaderboard:
-    dataset: Dataset
-    entries: list[EntryResult]
-
-    def frame(self) -> pl.DataFrame:
-        rows = []
-        for e in self.entries:
-            row: dict[str, Any] = {
-                "entry": e.entry,
-                "kind": e.kind,
-                "level": self.dataset.card["label"]["level"],
-                "feature_origins": "+".join(e.origins) or "none",
-                "headline": "synthetic" not in e.origins,
-                "seeds": len(e.seeds),
-            }
-            for metric in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss"):
-                mean, std = e.summary(metric)
-                row[f"{metric}_mean"], row[f"{metric}_std"] = round(mean, 6), round(std, 6)
-            row["coverage"] = round(e.coverage, 6) if e.coverage is not None else None
-            row["n_test"] = e.per_seed[0]["n"] if e.per_seed else 0
-            rows.append(row)
-        return pl.DataFrame(rows).sort(["headline", "balanced_accuracy_mean"], descending=[True, True])
-
-
 def run_baselines(
     store: FeatureStore,
     dataset: Dataset,
     *,
     seeds: tuple[int, ...] = (0, 1, 2),
     models: tuple[str, ...] = TRAINED_MODELS,
+    custom: dict[str, Any] | None = None,
     existing: tuple[str, ...] | None = None,
     root: str | Path = "datasets",
     source: Any = None,
+    progress: Progress | None = None,
+    n_jobs: int | None = None,
 ) -> Leaderboard:
-    """Every baseline and every existing model table present, on the dataset and its seed siblings."""
-    datasets = {seed: _sibling(store, dataset, seed, Path(root)) for seed in seeds}
-    entries = []
-    best_trained = [m for m in models if _kind(m) == TRAINED]
-    for name in models:
-        entries.append(
-            evaluate_trained(datasets, name, importances=name == (best_trained[-1] if best_trained else None))
+    """Every baseline (and `custom` estimators) and every existing model table, on the dataset and its seeds.
+
+    All fits of all models run together in worker processes (see the module doc); `progress` hears
+    (fits done, fits total, the fit that finished).
+    """
+    unknown = [m for m in models if m not in TRAINED_MODELS]
+    if unknown:
+        raise ConfigError(
+            f"unknown model(s) {unknown}{_did_you_mean(unknown[0], TRAINED_MODELS)}; known: {', '.join(TRAINED_MODELS)}"
         )
+    datasets = {seed: _sibling(store, dataset, seed, Path(root)) for seed in seeds}
+    chosen: list[tuple[str, Any, str]] = [(m, m, _kind(m)) for m in models]
+    chosen += [(name, est, CUSTOM) for name, est in (custom or {}).items()]
+    tasks = [t for name, model, _kind_ in chosen for t in trained_tasks(datasets, name, model)]
+    fits = run_fits(tasks, progress, n_jobs)
+    entries = [collect_trained(datasets, name, model, kind, fits) for name, model, kind in chosen]
     label_source = dataset.card["label"]["source"]
     candidates = (
         existing
@@ -432,4 +751,5 @@ def run_baselines(
         result = evaluate_existing(datasets, source, name)
         if result is not None:
             entries.append(result)
-    return Leaderboard(dataset, entries)
+    compare_paired(entries)
+    return Leaderboard(dataset, entries, datasets)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -161,9 +163,14 @@ def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
                 )
                 built.append(ds)
                 console.print(f"dataset {name}: {ds.card['cells']:,} cells, {len(ds.features)} features → {ds.path}")
-            with console.status("baselines: floors, trained models, existing model tables"):
+            with _fit_progress() as progress:
                 report, _created = baseline_report(
-                    fs, built[0], seeds=tuple(run_cfg.get("seeds", [0, 1, 2])), root=cfg.datasets_root, extra=built[1:]
+                    fs,
+                    built[0],
+                    seeds=tuple(run_cfg.get("seeds", [0, 1, 2])),
+                    root=cfg.datasets_root,
+                    extra=built[1:],
+                    progress=progress,
                 )
             _print_leaderboard(report.parent / "leaderboard.csv")
             console.print(f"report: {report}")
@@ -378,7 +385,7 @@ def dataset(
     version: Annotated[str | None, typer.Option(help="feature version (default: latest)")] = None,
 ) -> None:
     """Build a model-ready dataset: features + label + filters + leakage-aware split, with a card."""
-    from cellfeatures.datasets import build_dataset
+    from cellfeatures.datasets import build_dataset, fold_names_of
 
     try:
         cfg = _config(config)
@@ -403,7 +410,7 @@ def dataset(
         console.print(
             f"dataset {card['name']} {card['dataset_id']}: {card['cells']:,} cells, "
             f"{len(card['features'])} features, label {card['label']['column']}, "
-            f"{len(card['folds'])} folds → {ds.path}"
+            f"{len(fold_names_of(card))} folds → {ds.path}"
         )
         for risk in card["leakage_risks"]:
             console.print(f"  [yellow]risk:[/] {escape(risk)}", markup=True)
@@ -427,32 +434,75 @@ def baseline(
         cfg = _config(config)
         ds = find_dataset(name, cfg.datasets_root)
         chosen = tuple(m.strip() for m in models.split(",")) if models else None
-        report, created = baseline_report(
-            _store(cfg, store), ds, seeds=tuple(int(s) for s in seeds.split(",")), models=chosen, root=cfg.datasets_root
-        )
+        with _fit_progress() as progress:
+            report, created = baseline_report(
+                _store(cfg, store),
+                ds,
+                seeds=_int_list(seeds, "--seeds"),
+                models=chosen,
+                root=cfg.datasets_root,
+                progress=progress,
+            )
         _print_leaderboard(report.parent / "leaderboard.csv")
         console.print(f"report: {report}" + ("" if created else " (already computed)"))
     except CLI_ERRORS as exc:
         _fail(exc)
 
 
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated integers, got {text!r}") from None
+
+
+@contextmanager
+def _fit_progress() -> Iterator[Callable[[int, int, str], None]]:
+    """A bar for the baseline stage: fits done / total and the fit that just finished."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("baselines", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}", markup=False),
+        console=console,
+        transient=False,
+    ) as bars:
+        task = bars.add_task("fits", total=None, last="")
+
+        def update(done: int, total: int, last: str) -> None:
+            bars.update(task, completed=done, total=total, last=last)
+
+        yield update
+
+
 def _print_leaderboard(path: Path) -> None:
     board = pl.read_csv(path)
     table = _table(
-        ["dataset", "entry", "kind", "features", "accuracy", "balanced acc.", "macro-F1", "coverage"],
-        "leaderboard (mean ± std over seeds; headline rows first)",
+        ["dataset", "entry", "kind", "features", "balanced acc. [95% CI]", "accuracy [95% CI]", "macro-F1", "coverage"],
+        "leaderboard (mean over seeds, bootstrap interval over spatial blocks; ranked by balanced accuracy)",
     )
     for r in board.iter_rows(named=True):
-        flag = "" if r["headline"] else " [synthetic]"
+        flag = "" if r["headline"] else " [not headline]"
         coverage = f"{r['coverage']:.0%}" if r["coverage"] is not None else ""
+
+        def cell(metric: str, row: dict[str, Any] = r) -> str:
+            if row[f"{metric}_mean"] is None:
+                return "-"
+            if row[f"{metric}_ci_low"] is None:
+                return f"{row[f'{metric}_mean']:.3f}"
+            return f"{row[f'{metric}_mean']:.3f} [{row[f'{metric}_ci_low']:.3f}, {row[f'{metric}_ci_high']:.3f}]"
+
         table.add_row(
             f"{r['dataset']} ({r['level']})",
             r["entry"] + flag,
             r["kind"],
             r["feature_origins"],
-            f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}",
-            f"{r['balanced_accuracy_mean']:.3f} ± {r['balanced_accuracy_std']:.3f}",
-            f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}",
+            cell("balanced_accuracy"),
+            cell("accuracy"),
+            cell("macro_f1"),
             coverage,
         )
     console.print(table)

@@ -52,7 +52,7 @@ class DatasetSpec:
     level: str = "type"
     feature_version: str = "latest"
     filters: tuple[str, ...] = ("neurons", "attributable")
-    origins: tuple[str, ...] = ("real", "derived", "synthetic")
+    origins: tuple[str, ...] = ("real", "derived")  # synthetic features only when asked for
     families: tuple[str, ...] = ()
     include: tuple[str, ...] = ()  # explicit feature names or globs (after origin/family selection)
     exclude: tuple[str, ...] = ("pos_*",)  # positions would let a model memorise places
@@ -98,22 +98,38 @@ def _select_features(manifest: dict[str, Any], spec: DatasetSpec) -> list[str]:
 
 
 def leakage_check(features: list[str], manifest: dict[str, Any], labels: LabelSet, allow: tuple[str, ...]) -> list[str]:
-    """Features that reveal the label: label columns, or computed from the label source's tables."""
+    """Features that reveal the label: label columns, computed from the label source's tables, or computed
+    from tables a generator made by looking at the label's tables (`conditioned_on` in their provenance)."""
     label_tables = set(labels.tables_used) | set(labels.spec.tables)
-    leaks = []
+    leaks, why = [], {}
     for name in features:
         inputs = set(manifest["features"][name].get("inputs", []))
-        if name.startswith("label_") or inputs & label_tables:
-            leaks.append(name)
+        seen = {t for i in inputs for t in manifest.get("inputs", {}).get(i, {}).get("conditioned_on", [])}
+        if name.startswith("label_"):
+            why[name] = "a label column"
+        elif inputs & label_tables:
+            why[name] = f"computed from the label's table(s) {sorted(inputs & label_tables)}"
+        elif seen & label_tables:
+            why[name] = (
+                f"computed from generated tables whose generator saw the label's table(s) {sorted(seen & label_tables)}"
+            )
+        else:
+            continue
+        leaks.append(name)
     unallowed = [f for f in leaks if f not in allow]
     if unallowed:
+        shown = "; ".join(f"{f}: {why[f]}" for f in unallowed[:8]) + (" ..." if len(unallowed) > 8 else "")
         raise LeakageError(
-            f"features {unallowed} are computed from the label's own table(s) "
-            f"{sorted(label_tables & set().union(*(manifest['features'][f].get('inputs', []) for f in unallowed)))} "
-            f"or are label columns: a model would read the answer. Exclude them (exclude = [...]) or, if you know "
-            f"why it is fine, list them in allow_leaky."
+            f"{len(unallowed)} feature(s) would let a model read the answer ({shown}). Exclude them "
+            f"(exclude = [...], or origins without 'synthetic') or, if you know why it is fine, list them in "
+            f"allow_leaky."
         )
     return leaks
+
+
+# Features that carry the cell's laminar position: a model using them can "learn the layer" rather than
+# the type. Reports name them and train one model without them.
+LAYER_FEATURES = ("soma_depth_um", "pos_y_nm")
 
 
 @dataclass
@@ -159,10 +175,15 @@ class Dataset:
         """Data with the split roles joined (one column per fold)."""
         return self._frame
 
-    def fold(self, k: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """(train, test) frames of fold k; buffer cells are in neither."""
+    @property
+    def has_locked(self) -> bool:
+        """True when the split holds a locked test set (see splits.py)."""
+        return "locked" in self.splits.columns and bool((self.splits["locked"] == "test").any())
+
+    def fold(self, k: int | str = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(train, test) frames of fold k, or of the locked evaluation (k="locked"); buffer cells are in neither."""
         f = self.frame()
-        role = pl.col(f"fold_{k}")
+        role = pl.col(k if isinstance(k, str) else f"fold_{k}")
         return f.filter(role == "train"), f.filter(role == "test")
 
     def design(self, frame: pl.DataFrame | None = None) -> tuple[np.ndarray, list[str]]:
@@ -181,8 +202,8 @@ class Dataset:
                 names.append(name)
         return np.column_stack(columns) if columns else np.zeros((frame.height, 0)), names
 
-    def xy(self, k: int | None = None, part: str = "train") -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """X, y and feature names: the whole dataset (k=None) or one part of fold k."""
+    def xy(self, k: int | str | None = None, part: str = "train") -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """X, y and feature names: the whole dataset (k=None), one part of fold k, or of k="locked"."""
         frame = self.data if k is None else dict(zip(("train", "test"), self.fold(k), strict=True))[part]
         x, names = self.design(frame)
         return x, frame[self.label].to_numpy(), names
@@ -246,6 +267,9 @@ def build_dataset(
     leaks = leakage_check(features, manifest, labels, spec.allow_leaky)
 
     matrix = store.load(version)
+    attributable = matrix.filter((pl.col("root_id") != 0) & (pl.col("root_id").count().over("root_id") == 1))[
+        "nucleus_id"
+    ]
     frame = matrix.join(labels.at(spec.level), on="nucleus_id", how="inner")
     classes = labels.frame.select("nucleus_id", pl.col("class").alias("_class"))
     frame = frame.join(classes, on="nucleus_id", how="left")
@@ -253,8 +277,8 @@ def build_dataset(
     for name in spec.filters:
         if name == "neurons":
             frame = frame.filter(pl.col("_class").is_in([EXC, INH]))
-        elif name == "attributable":
-            frame = frame.filter(~pl.col("qc_multi_soma") & ~pl.col("qc_missing_root"))
+        elif name == "attributable":  # from the matrix itself: every nucleus of the version is in it
+            frame = frame.filter(pl.col("nucleus_id").is_in(attributable.implode()))
         elif name in ("proofread_dendrite", "proofread_axon"):
             column = "proof_status_" + name.split("_")[1]
             if column not in frame.columns:
@@ -304,11 +328,16 @@ def _card(
 ) -> dict[str, Any]:
     joined = data.select("nucleus_id", label_col).join(split, on="nucleus_id")
     per_fold = {}
-    for fold in fold_names(split):
+    all_classes = sorted(data[label_col].unique().to_list())
+    missing: dict[str, list[str]] = {}
+    for fold in [*fold_names(split), *(["locked"] if (split["locked"] == "test").any() else [])]:
         per_fold[fold] = {
             role: dict(sorted(joined.filter(pl.col(fold) == role).group_by(label_col).len().iter_rows()))
             for role in ("train", "test", "buffer")
         }
+        absent = [c for c in all_classes if c not in per_fold[fold]["test"]]
+        if absent:
+            missing[fold] = absent
     origins = {f: manifest["features"][f]["origin"] for f in features}
     risks = []
     synthetic = [f for f, o in origins.items() if o == "synthetic"]
@@ -341,6 +370,14 @@ def _card(
         )
     if leaks:
         risks.append(f"features explicitly allowed despite sharing the label's tables: {leaks}")
+    for fold, absent in missing.items():
+        risks.append(f"{fold} has no test cell of {absent}: its per-fold scores ignore those classes")
+    layer = [f for f in features if f in LAYER_FEATURES]
+    if layer:
+        risks.append(
+            f"{layer} carry the cell's laminar position: a model can learn the layer rather than the type "
+            f"(the report trains one model without them)"
+        )
     if any(f.startswith("pos_") for f in features):
         risks.append("absolute positions are features: a model can memorise places instead of learning cells")
     return {
@@ -366,6 +403,8 @@ def _card(
         "filters": steps,
         "class_counts": dict(sorted(data.group_by(label_col).len().iter_rows())),
         "folds": per_fold,
+        "folds_missing_classes": missing,
+        "layer_features": layer,
         "leakage_risks": risks,
     }
 
@@ -383,7 +422,8 @@ def render_card(card: dict[str, Any]) -> str:
         f"- label: `{label['column']}` — {label['kind']} source `{label['source']}` "
         f"({', '.join(label['tables'])}), level {label['level']}",
         f"- cells: {card['cells']:,}; features: {len(card['features'])} ({origin_counts})",
-        f"- split: {split['strategy']}, {len(card['folds'])} folds, seed {split['seed']}",
+        f"- split: {split['strategy']}, {len(fold_names_of(card))} folds, seed {split['seed']}"
+        + (f", locked test set {split.get('locked_fraction', 0):.0%} of cells" if "locked" in card["folds"] else ""),
         "",
         "## Filters",
         "",
@@ -403,6 +443,10 @@ def render_card(card: dict[str, Any]) -> str:
     lines += ["", "## Known leakage risks", "", *risks, "", "## Features", "", "| feature | origin |", "|---|---|"]
     lines += [f"| {f} | {o} |" for f, o in card["feature_origins"].items()]
     return "\n".join(lines) + "\n"
+
+
+def fold_names_of(card: dict[str, Any]) -> list[str]:
+    return [f for f in card["folds"] if f.startswith("fold_")]
 
 
 def find_dataset(name_or_path: str, root: str | os.PathLike[str] = "datasets") -> Dataset:

@@ -26,3 +26,15 @@ def tune_allocator() -> bool:
         return False
     os.environ[ALLOCATOR_ENV] = ALLOCATOR_CONF
     return True
+
+
+def available_cores() -> int:
+    """Cores this process may run on (CPU affinity, cgroup-restricted sets), not the machine's count.
+
+    Why: `os.cpu_count()` reports every core of a shared lab server; a job pinned to 2 of them that
+    starts 64 workers oversubscribes its own cores.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)

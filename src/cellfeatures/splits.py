@@ -1,17 +1,24 @@
 """Leakage-aware split strategies. Every strategy returns k folds of roles per cell.
 
-A split is a frame: nucleus_id, then one column per fold `fold_<k>` with role `train`, `test` or
-`buffer` (excluded from that fold's training because it sits too close to a test cell). A single
-train/test split is fold 0. Why roles rather than a fold index: spatial blocking needs a buffer that
-depends on which fold is tested.
+A split is a frame: nucleus_id, then one column per fold `fold_<k>` with role `train`, `test`, `buffer`
+(excluded from that fold's training because it sits too close to a test cell) or `locked` (the locked
+test set: never used by cross-validation), then `locked` (role of the cell for the locked evaluation:
+`test`, `buffer` or `train`) and `block` (the spatial block of the cell, or -1; bootstrap intervals
+resample whole blocks). A single train/test split is fold 0. Why roles rather than a fold index: spatial
+blocking needs a buffer that depends on which fold is tested.
 
 Strategies:
-- `stratified`: stratified k-fold by label;
+- `stratified`: stratified group k-fold by label;
 - `spatial`: cells binned into square blocks of `block_um` in the tangential x/z plane (y is depth, so a
-  block is a cortical column segment); whole blocks go to folds, balanced by cell count; then, per fold,
-  training cells closer than `buffer_um` (default: the block size) to any test cell become `buffer`, so no
-  training cell lies within that distance of a test cell;
+  block is a cortical column segment); the grid is shifted by a seeded offset, so **a seed re-draws the
+  blocks**; whole blocks go to folds greedily, largest first, each to the fold where it most reduces
+  the imbalance of *class* counts against the per-class target (stratified by class, not only by size);
+  then, per fold, training cells closer than `buffer_um` (default: the block size) to any test cell
+  become `buffer`, so no training cell lies within that distance of a test cell;
 - `column`: the V1 "minnie column" (an x/z box) against the rest: fold 0 tests inside, fold 1 outside.
+Locked test set (`locked_fraction` > 0): the slab of cells at the high-x edge of the tangential plane
+holding that fraction of cells (all depths), the same for every seed, plus a band of `buffer_um` next
+to it that no model trains on. Cross-validation never sees either; models are scored on it once.
 Every strategy keeps the nuclei of one root together (`group_by_root`): a merged root is one object.
 Same inputs, strategy and seed -> identical folds.
 """
@@ -38,6 +45,7 @@ class SplitSpec:
     buffer_um: float | None = None  # default: block_um
     column_box_um: tuple[float, float, float, float] | None = None  # x_min, x_max, z_min, z_max
     group_by_root: bool = True
+    locked_fraction: float = 0.0  # share of cells in the locked test slab (0: none)
     params: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -48,6 +56,10 @@ class SplitSpec:
             raise ConfigError(f"split strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.strategy != "column" and self.folds < 2:
             raise ConfigError("a split needs at least 2 folds")
+        if not 0 <= self.locked_fraction < 0.5:
+            raise ConfigError(f"locked_fraction must be in [0, 0.5), got {self.locked_fraction!r}")
+        if self.block_um <= 0 or (self.buffer_um is not None and self.buffer_um < 0):
+            raise ConfigError(f"block_um must be > 0 and buffer_um >= 0, got {self.block_um!r}, {self.buffer_um!r}")
 
 
 def _groups(cells: pl.DataFrame, group_by_root: bool) -> np.ndarray:
@@ -82,26 +94,53 @@ def stratified_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: i
     return fold
 
 
-def spatial_folds(
-    x_um: np.ndarray, z_um: np.ndarray, groups: np.ndarray, folds: int, block_um: float, seed: int
-) -> np.ndarray:
-    """Whole x/z blocks to folds, largest first to the emptiest fold (ties broken by a seeded shuffle)."""
-    bx = np.floor(x_um / block_um).astype(np.int64)
-    bz = np.floor(z_um / block_um).astype(np.int64)
-    block_keys, block = np.unique(np.stack([bx, bz], axis=1), axis=0, return_inverse=True)
-    block = block.ravel()
-    block = follow_first_member(block, groups)
-    sizes = np.bincount(block, minlength=len(block_keys))
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(block_keys))
+def spatial_blocks(x_um: np.ndarray, z_um: np.ndarray, groups: np.ndarray, block_um: float, seed: int) -> np.ndarray:
+    """Block index per cell on an x/z grid shifted by a seeded offset (a seed re-draws the blocks)."""
+    offset = np.random.default_rng([seed, 71]).uniform(0, block_um, size=2)
+    bx = np.floor((x_um + offset[0]) / block_um).astype(np.int64)
+    bz = np.floor((z_um + offset[1]) / block_um).astype(np.int64)
+    _, block = np.unique(np.stack([bx, bz], axis=1), axis=0, return_inverse=True)
+    return follow_first_member(block.ravel(), groups)
+
+
+def assign_blocks(block: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold per block: largest blocks first, each to the fold whose class counts it brings closest to target.
+
+    The cost of a fold is the sum over classes of (count / target)^2, target = class total / folds; the
+    block goes where the cost grows least (ties: the emptier fold, then the lower index). Seeded order
+    among equal-size blocks.
+    """
+    classes, y = np.unique(labels.astype(str), return_inverse=True)
+    n_blocks = int(block.max()) + 1 if len(block) else 0
+    counts = np.zeros((n_blocks, len(classes)))
+    np.add.at(counts, (block, y.ravel()), 1)
+    target = np.maximum(counts.sum(axis=0) / folds, 1e-9)
+    sizes = counts.sum(axis=1)
+    order = np.random.default_rng([seed, 72]).permutation(n_blocks)
     order = order[np.argsort(-sizes[order], kind="stable")]
-    load = np.zeros(folds)
-    fold_of_block = np.zeros(len(block_keys), dtype=np.int64)
+    load = np.zeros((folds, len(classes)))
+    fold_of_block = np.zeros(n_blocks, dtype=np.int64)
     for b in order:
-        k = int(np.argmin(load))
+        grow = (((load + counts[b]) / target) ** 2).sum(axis=1) - ((load / target) ** 2).sum(axis=1)
+        k = int(np.lexsort((np.arange(folds), load.sum(axis=1), np.round(grow, 9)))[0])
         fold_of_block[b] = k
-        load[k] += sizes[b]
-    return fold_of_block[block]
+        load[k] += counts[b]
+    return fold_of_block
+
+
+def spatial_folds(
+    x_um: np.ndarray,
+    z_um: np.ndarray,
+    groups: np.ndarray,
+    folds: int,
+    block_um: float,
+    seed: int,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """Test fold per cell: whole seeded blocks, assigned to balance class counts (see assign_blocks)."""
+    block = spatial_blocks(x_um, z_um, groups, block_um, seed)
+    labels = labels if labels is not None else np.zeros(len(block))
+    return assign_blocks(block, labels, folds, seed)[block]
 
 
 def buffer_roles(
@@ -128,29 +167,58 @@ def buffer_roles(
         roles[name] = arr.tolist()
 
 
+def locked_slab(x_um: np.ndarray, groups: np.ndarray, fraction: float) -> np.ndarray:
+    """Cells of the locked test set: the high-x edge slab holding `fraction` of the cells (seed-free)."""
+    if fraction <= 0 or len(x_um) == 0:
+        return np.zeros(len(x_um), dtype=bool)
+    cut = np.quantile(x_um, 1 - fraction)
+    return follow_first_member(x_um >= cut, groups)
+
+
 def make_split(cells: pl.DataFrame, label: str, spec: SplitSpec) -> pl.DataFrame:
-    """cells: nucleus_id, root_id, pos_x_nm, pos_z_nm and the label column. Returns nucleus_id + fold roles."""
+    """cells: nucleus_id, root_id, pos_x_nm, pos_z_nm and the label column.
+
+    Returns nucleus_id, fold_<k> roles, `locked` role and `block` (see the module doc).
+    """
     cells = cells.sort("nucleus_id")
     groups = _groups(cells, spec.group_by_root)
-    x_um = cells["pos_x_nm"].to_numpy() / 1000.0
-    z_um = cells["pos_z_nm"].to_numpy() / 1000.0
+    x_all = cells["pos_x_nm"].to_numpy() / 1000.0
+    z_all = cells["pos_z_nm"].to_numpy() / 1000.0
+    buffer_um = spec.buffer_um if spec.buffer_um is not None else spec.block_um
+    locked = locked_slab(x_all, groups, spec.locked_fraction)
+    locked_roles = {"locked": np.where(locked, "test", "train").tolist()}
+    if locked.any():
+        buffer_roles(locked_roles, x_all, z_all, buffer_um, groups if spec.group_by_root else None)
+    held = np.array(locked_roles["locked"], dtype=object) != "train"
+    keep = np.flatnonzero(~held)
+    x_um, z_um, groups_cv = x_all[keep], z_all[keep], groups[keep]
+    labels = cells[label].to_numpy()[keep]
+    block = np.full(cells.height, -1, dtype=np.int64)
     if spec.strategy == "stratified":
-        roles = _roles(stratified_folds(cells[label].to_numpy(), groups, spec.folds, spec.seed), spec.folds)
+        roles = _roles(stratified_folds(labels, groups_cv, spec.folds, spec.seed), spec.folds)
     elif spec.strategy == "spatial":
-        roles = _roles(spatial_folds(x_um, z_um, groups, spec.folds, spec.block_um, spec.seed), spec.folds)
-        buffer_um = spec.buffer_um if spec.buffer_um is not None else spec.block_um
-        buffer_roles(roles, x_um, z_um, buffer_um, groups if spec.group_by_root else None)
+        blocks = spatial_blocks(x_um, z_um, groups_cv, spec.block_um, spec.seed)
+        block[keep] = blocks
+        roles = _roles(assign_blocks(blocks, labels, spec.folds, spec.seed)[blocks], spec.folds)
+        buffer_roles(roles, x_um, z_um, buffer_um, groups_cv if spec.group_by_root else None)
     else:
         box = spec.column_box_um
         if box is None:
             raise ConfigError("the column split needs column_box_um = [x_min, x_max, z_min, z_max] (um)")
         inside = (x_um >= box[0]) & (x_um <= box[1]) & (z_um >= box[2]) & (z_um <= box[3])
-        inside = follow_first_member(inside, groups)
+        inside = follow_first_member(inside, groups_cv)
         roles = {
             "fold_0": np.where(inside, "test", "train").tolist(),
             "fold_1": np.where(inside, "train", "test").tolist(),
         }
-    return pl.DataFrame({"nucleus_id": cells["nucleus_id"], **roles})
+    columns: dict[str, Any] = {"nucleus_id": cells["nucleus_id"]}
+    for name, fold_roles in roles.items():
+        full = np.full(cells.height, "locked", dtype=object)
+        full[keep] = np.array(fold_roles, dtype=object)
+        columns[name] = full.tolist()
+    columns["locked"] = locked_roles["locked"]
+    columns["block"] = block
+    return pl.DataFrame(columns, schema_overrides={"block": pl.Int64})
 
 
 def fold_names(split: pl.DataFrame) -> list[str]:

@@ -45,9 +45,13 @@ class TableInfo:
     rows: int | None = None
     source: str = ""
     parts: tuple[TablePart, ...] = field(default_factory=tuple)
+    #: label tables a generator looked at when it made this table (synthetic tables conditioned on a
+    #: cell class); a dataset labelled from one of them must not use features computed from this table
+    conditioned_on: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "conditioned_on": list(self.conditioned_on),
             "name": self.name,
             "origin": self.origin,
             "kind": self.kind,

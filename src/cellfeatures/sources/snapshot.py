@@ -200,6 +200,7 @@ class SnapshotSource(Source):
         """Origin per part file: declared in its root's manifest (per part or per table), else 'real'."""
         parts = []
         kind, source = "cave", "snapshot"
+        conditioned: set[str] = set()
         for path in self.files(table):
             entry = self._root_entry(path, table)
             rel = f"{table}/{path.name}" if path.parent.name == table else path.name
@@ -208,6 +209,7 @@ class SnapshotSource(Source):
             rows = declared.get("rows") or (entry.get("rows") if len(self.files(table)) == 1 else None)
             parts.append(TablePart(name=rel, origin=origin, rows=rows if rows is not None else count_rows(path)))
             kind = entry.get("kind", kind)
+            conditioned.update(entry.get("conditioned_on", []))
             source = entry.get("source", source) if source == "snapshot" else source
         return TableInfo(
             name=table,
@@ -216,6 +218,7 @@ class SnapshotSource(Source):
             rows=sum(p.rows for p in parts),
             source=source,
             parts=tuple(parts),
+            conditioned_on=tuple(sorted(conditioned)),
         )
 
     def table_fingerprint(self, table: str) -> dict[str, Any]:

@@ -488,10 +488,17 @@ def write_tables(
     return rows
 
 
+# Generated feature tables follow each cell's latent class, which is also what the generated cell-type
+# table says: a dataset labelled by that table must not train on them (leakage_check reads this).
+SYNTHETIC_LABEL_TABLE = "aibs_metamodel_celltypes_v661"
+
+
 def _manifest_tables(rows: dict[str, int], source: str) -> dict[str, Any]:
     tables: dict[str, Any] = {}
     for name, n in rows.items():
         tables[name] = {"origin": "synthetic", "kind": "cave", "rows": n, "source": source}
+        if name not in ("nucleus_detection_v0", SYNTHETIC_LABEL_TABLE):
+            tables[name]["conditioned_on"] = [SYNTHETIC_LABEL_TABLE]
     return tables
 
 
