@@ -22,7 +22,7 @@ def test_run_builds_the_sample_and_summarises(in_tmp: Path) -> None:
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 0, result.output
     assert "feature version" in result.output and "69,461" in result.output
-    assert "real-data features: 13 of" in result.output
+    assert "real-data features: 12 of" in result.output
     assert "raw spellings agree on 51.0% of 1,327 cells; after harmonisation 80.9% of 1,123" in result.output
     assert "hist_gradient_boosting" in result.output and "table:soma_nuc_model_83_1_v117" in result.output
     report = next((in_tmp / "datasets" / "column_types").glob("*/baselines/*/REPORT.md"))
@@ -32,7 +32,7 @@ def test_run_builds_the_sample_and_summarises(in_tmp: Path) -> None:
     listed = runner.invoke(app, ["list"])
     assert listed.exit_code == 0 and "sample" in listed.output
     shown = runner.invoke(app, ["show", "latest"])
-    assert shown.exit_code == 0 and "somanuc_nucleus_volume_um3" in shown.output
+    assert shown.exit_code == 0 and "somanuc_soma_volume_nm3" in shown.output
 
 
 def test_build_with_an_override_and_diff(in_tmp: Path) -> None:

@@ -33,8 +33,9 @@ def test_sample_build_publishes_all_five_families(built) -> None:
     assert m["source"]["datastack"] == "minnie65_public" and "materialization_version" in m["source"]
     assert m["inputs"]["synapses_pni_2"]["origin"] == "synthetic"
     assert m["inputs"]["soma_nuc_features_v117"]["origin"] == "real"
-    feature = m["features"]["somanuc_nucleus_volume_um3"]
-    assert feature["origin"] == "real" and feature["unit"] == "um3" and 0 <= feature["null_rate"] < 0.01
+    feature = m["features"]["somanuc_soma_volume_nm3"]
+    assert feature["origin"] == "real" and feature["unit"] == "nm3" and 0 <= feature["null_rate"] < 0.01
+    assert "somanuc_nucleus_volume_um3" not in m["features"], "it duplicated nuc_volume_um3"
     assert feature["min"] < feature["max"]
     assert m["features"]["soma_depth_um"]["origin"] == "derived"
     assert m["features"]["nuc_area"]["origin"] == "synthetic"

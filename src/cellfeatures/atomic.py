@@ -30,6 +30,7 @@ def publish_directory(final: Path, write: Callable[[Path], T], ready: str | None
     if published():
         return None, False
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_builds(final.parent)
     tmp = final.parent / f".building-{final.name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -47,3 +48,40 @@ def publish_directory(final: Path, write: Callable[[Path], T], ready: str | None
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result, True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_builds(parent: Path) -> list[Path]:
+    """Remove `.building-*-<pid>` directories whose process is gone (a killed build leaves one behind).
+
+    Why: they are invisible to readers but can hold tens of MB each; a live build's directory is kept.
+    """
+    removed = []
+    for path in parent.glob(".building-*-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def write_file_atomically(final: Path, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp)` on a hidden sibling file, then rename it to `final`: a reader never sees half a file."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final

@@ -205,6 +205,9 @@ def list_(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     except CLI_ERRORS as exc:
         _fail(exc)
         return
+    damaged = fs.scan_versions()[1]
+    for problem in damaged:
+        err.print(f"[yellow]skipped a damaged directory:[/] {escape(problem)}", markup=True)
     if not rows:
         console.print(f"no versions in {fs.root}")
         return
@@ -212,6 +215,35 @@ def list_(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     for r in rows:
         table.add_row(*[str(v) for v in r.values()])
     console.print(table)
+
+
+@app.command()
+def verify(
+    version: Annotated[str | None, typer.Argument(help="version id or prefix (default: every version)")] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Check published versions against their manifests: files, sizes, SHA-256, schema. Exit 1 if damaged.
+
+    Example: cellfeatures verify            (every version)   cellfeatures verify 3f2a   (one version)
+    """
+    try:
+        fs = _store(_config(config) if config else None, store)
+        good, damaged = fs.scan_versions()
+        versions = [fs.resolve(version)] if version else [m["version"] for m in good]
+        bad = 0 if version else len(damaged)
+        for problem in [] if version else damaged:
+            console.print(f"DAMAGED  {problem}")
+        for v in versions:
+            problems = fs.verify(v)
+            bad += bool(problems)
+            console.print(f"{'ok      ' if not problems else 'DAMAGED '} {v}" + "".join(f"\n  {p}" for p in problems))
+    except CLI_ERRORS as exc:
+        _fail(exc)
+        return
+    console.print(f"{len(versions) + (0 if version else len(damaged)) - bad} sound, {bad} damaged")
+    if bad:
+        raise typer.Exit(code=1)
 
 
 @app.command()
@@ -347,6 +379,12 @@ def fetch(
             console.print(
                 f"{r.table}: {r.rows:,} rows, {r.chunks_downloaded} of {r.chunks} chunks downloaded "
                 f"in {r.seconds:.1f} s"
+            )
+        if fetcher.learned_row_cap is not None:
+            console.print(
+                f"the server caps queries at {fetcher.learned_row_cap:,} rows (the config's row_limit "
+                f"{fetcher.configured_row_limit:,} is an upper bound): learned from its Warning header and used "
+                f"for every later chunk; set row_limit = {fetcher.learned_row_cap} in [source] to plan with it at once"
             )
         console.print(
             f"snapshot of {fetcher.datastack} v{fetcher.version} ({fetcher.timestamp:%Y-%m-%d %H:%M:%S} UTC) "
@@ -516,11 +554,11 @@ def export(
     datasets_root: Annotated[Path, typer.Option("--datasets", help="datasets root")] = Path("datasets"),
 ) -> None:
     """Export a dataset (data + split roles) for other tools."""
-    from cellfeatures.datasets import find_dataset
+    from cellfeatures.datasets import check_name, find_dataset
 
     try:
         ds = find_dataset(name, datasets_root)
-        target = out or Path(f"{ds.card['name']}-{ds.id}.{fmt}")
+        target = out or Path(check_name(f"{ds.card['name']}-{ds.id}.{fmt}", "export file name"))
         ds.export(fmt, target)
         console.print(f"wrote {target}")
     except CLI_ERRORS as exc:

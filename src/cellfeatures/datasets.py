@@ -17,6 +17,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from cellfeatures.atomic import publish_directory
+from cellfeatures.atomic import publish_directory, write_file_atomically
 from cellfeatures.errors import CellFeaturesError, ConfigError, StoreError
 from cellfeatures.labels import LabelSet, label_sources, load_labels
 from cellfeatures.splits import SplitSpec, fold_names, make_split
@@ -39,6 +40,19 @@ FILTERS = {
     "proofread_axon": "axon proofread (proof_status_axon)",
 }
 EXPORT_FORMATS = ("parquet", "csv", "arrow", "npz")
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def check_name(name: str, what: str) -> str:
+    """A name that becomes a directory or file name: letters, digits, `_ . -`; never a path (`../x`, `/x`)."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise ConfigError(
+            f"{what} {name!r} is not allowed: use letters, digits, '_', '.', '-' (it names a directory; "
+            f"paths such as '../x' or '/x' would escape the root)"
+        )
+    return name
 
 
 class LeakageError(CellFeaturesError):
@@ -59,6 +73,9 @@ class DatasetSpec:
     min_class_size: int = 5
     allow_leaky: tuple[str, ...] = ()
     split: SplitSpec = field(default_factory=SplitSpec)
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "dataset name")
 
     @classmethod
     def from_dict(cls, name: str, block: dict[str, Any]) -> DatasetSpec:
@@ -212,29 +229,34 @@ class Dataset:
         return self.frame().to_pandas()
 
     def export(self, fmt: str, out: str | os.PathLike[str]) -> Path:
-        """Write the dataset (data + split roles) as parquet, csv, arrow (IPC) or npz (X, y, names, folds)."""
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame = self.frame()
-        if fmt == "parquet":
-            frame.write_parquet(out)
-        elif fmt == "csv":
-            frame.write_csv(out)
-        elif fmt == "arrow":
-            frame.write_ipc(out)
-        elif fmt == "npz":
-            x, names = self.design(frame)
-            arrays: dict[str, Any] = {f: frame[f].to_numpy().astype(str) for f in self.folds}
-            arrays.update(
-                X=x,
-                y=frame[self.label].to_numpy().astype(str),
-                feature_names=np.array(names),
-                nucleus_id=frame["nucleus_id"].to_numpy(),
-            )
-            np.savez_compressed(out, **arrays)
-        else:
+        """Write the dataset (data + split roles) as parquet, csv, arrow (IPC) or npz (X, y, names, folds).
+
+        Atomic: written under a hidden name and renamed, so a full disk never leaves a truncated file.
+        """
+        if fmt not in EXPORT_FORMATS:
             raise ConfigError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
-        return out
+        frame = self.frame()
+
+        def write(tmp: Path) -> None:
+            if fmt == "parquet":
+                frame.write_parquet(tmp)
+            elif fmt == "csv":
+                frame.write_csv(tmp)
+            elif fmt == "arrow":
+                frame.write_ipc(tmp)
+            else:
+                x, names = self.design(frame)
+                arrays: dict[str, Any] = {f: frame[f].to_numpy().astype(str) for f in self.folds}
+                arrays.update(
+                    X=x,
+                    y=frame[self.label].to_numpy().astype(str),
+                    feature_names=np.array(names),
+                    nucleus_id=frame["nucleus_id"].to_numpy(),
+                )
+                with tmp.open("wb") as fh:
+                    np.savez_compressed(fh, **arrays)
+
+        return write_file_atomically(Path(out), write)
 
 
 def _dataset_id(version: str, spec: DatasetSpec) -> str:
@@ -261,7 +283,7 @@ def build_dataset(
         raise ConfigError(f"unknown label source {spec.label!r}; known: {', '.join(sources)}")
     if source is None:
         source = store.source_of(version, sources[spec.label].tables)
-    labels = load_labels(source, sources[spec.label])
+    labels = load_labels(source, sources[spec.label], strict=True)
     label_col = labels.column(spec.level)
     features = _select_features(manifest, spec)
     leaks = leakage_check(features, manifest, labels, spec.allow_leaky)
@@ -464,8 +486,12 @@ def find_dataset(name_or_path: str, root: str | os.PathLike[str] = "datasets") -
         or f"{p.parent.name}/{p.name}" == name_or_path
     ]
     if not matches:
+        import difflib
+
+        names = sorted({p.parent.name for p in candidates})
+        close = difflib.get_close_matches(name_or_path, names, n=1)
         raise StoreError(
-            f"no dataset {name_or_path!r} under {root} (have: "
+            f"no dataset {name_or_path!r} under {root}{f' (did you mean {close[0]!r}?)' if close else ''} (have: "
             f"{', '.join(sorted(f'{p.parent.name}/{p.name}' for p in candidates)) or 'none'})"
         )
     return Dataset(max(matches, key=lambda p: (p / "card.json").stat().st_mtime))

@@ -7,7 +7,8 @@ CellFeaturesError            base of everything raised on purpose
 ├── SchemaError              collected data violates a pandera model (names table, column, rows)
 ├── IdentityError            nucleus_id <-> root_id bookkeeping is inconsistent
 └── StoreError               the feature store cannot build, find or load a version
-    └── VersionNotFoundError
+    ├── VersionNotFoundError
+    └── DamagedVersionError  a published version's files or manifest no longer match
 
 Every message names what the user has to look at: the table, the column, the file, the version.
 """
@@ -49,3 +50,7 @@ class StoreError(CellFeaturesError):
 
 class VersionNotFoundError(StoreError):
     """No feature version matches the given id or prefix."""
+
+
+class DamagedVersionError(StoreError):
+    """A published version's manifest is unreadable, or its files differ from what the manifest records."""

@@ -20,7 +20,7 @@ import polars as pl
 from cellfeatures.errors import ConfigError, TableNotFoundError
 from cellfeatures.normalize import canonical_cell_types
 from cellfeatures.sources.base import Source
-from cellfeatures.vocab import LEVELS, harmonise_expr, unmapped_values
+from cellfeatures.vocab import LEVELS, check_spellings, harmonise_expr, unmapped_values
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,11 @@ class LabelSet:
         return self.frame.select("nucleus_id", pl.col(level).alias(self.column(level))).drop_nulls()
 
 
-def load_labels(source: Source, spec: LabelSourceSpec | str) -> LabelSet:
-    """Read, harmonise and de-conflict a label source from whatever of its tables the source has."""
+def load_labels(source: Source, spec: LabelSourceSpec | str, *, strict: bool = False) -> LabelSet:
+    """Read, harmonise and de-conflict a label source from whatever of its tables the source has.
+
+    strict: refuse unknown spellings (datasets train on these labels); otherwise they are reported.
+    """
     if isinstance(spec, str):
         if spec not in LABEL_SOURCES:
             raise ConfigError(f"unknown label source {spec!r}; known: {', '.join(LABEL_SOURCES)}")
@@ -107,6 +110,8 @@ def load_labels(source: Source, spec: LabelSourceSpec | str) -> LabelSet:
             lf = source.scan(table)
         except TableNotFoundError:
             continue
+        if strict:
+            check_spellings(lf, table)
         frames.append(canonical_cell_types(lf).select("nucleus_id", pl.col("cell_type").alias("raw")).collect())
         used.append(table)
     if not frames:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 
@@ -23,17 +24,71 @@ _INT_COLUMNS = re.compile(r"^(id|target_id|valid_id|session|scan_idx|unit_id|fie
 _BOOL_COLUMNS = re.compile(r"^(valid|status_dendrite|status_axon|is_watertight)$")
 _TIME_COLUMNS = re.compile(r"^(created|deleted|created_ref)$")
 _POSITION_SPLIT = re.compile(r"^(.*_position)_([xyz])$")
-_TRUE = ("t", "true", "True", "TRUE", "1")
-_FALSE = ("f", "false", "False", "FALSE", "0")
+# Spellings of booleans accepted (compared lower-case): CAVE servers send 't'/'f' or true/false; exports
+# from spreadsheets and pandas add 1/0, yes/no, y/n. Anything else is refused, never read as null:
+# a null `valid` counts as valid, so "no" read as null would publish invalid rows.
+_TRUE = ("t", "true", "1", "yes", "y")
+_FALSE = ("f", "false", "0", "no", "n")
+MAX_EXAMPLES = 5
+
+
+def _examples(lf: pl.LazyFrame, bad: pl.Expr, name: str) -> tuple[int, list[Any]]:
+    """How many rows match `bad`, and a few (row index, value) pairs to show the user."""
+    rows = lf.with_row_index("_row").filter(bad)
+    n = int(rows.select(pl.len()).collect().item())
+    shown = rows.select("_row", name).head(MAX_EXAMPLES).collect().rows() if n else []
+    return n, shown
+
+
+def _refuse(table: str, name: str, what: str, n: int, shown: list[Any]) -> SourceError:
+    rows = ", ".join(f"row {r}: {v!r}" for r, v in shown)
+    return SourceError(f"table {table!r}, column {name!r}: {n} row(s) {what}, e.g. {rows}")
 
 
 def _bool_expr(name: str, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.Boolean:
         return pl.col(name)
     if dtype == pl.String:
-        text = pl.col(name).str.strip_chars()
+        text = pl.col(name).str.strip_chars().str.to_lowercase()
         return pl.when(text.is_in(_TRUE)).then(True).when(text.is_in(_FALSE)).then(False).otherwise(None).alias(name)
+    if dtype.is_integer():
+        return pl.when(pl.col(name) == 1).then(True).when(pl.col(name) == 0).then(False).otherwise(None).alias(name)
     return pl.col(name).cast(pl.Boolean)
+
+
+def _check_bool(lf: pl.LazyFrame, name: str, dtype: pl.DataType, table: str) -> None:
+    if dtype == pl.Boolean:
+        return
+    if dtype == pl.String:
+        text = pl.col(name).str.strip_chars().str.to_lowercase()
+        bad = pl.col(name).is_not_null() & ~text.is_in([*_TRUE, *_FALSE])
+    elif dtype.is_integer():
+        bad = pl.col(name).is_not_null() & ~pl.col(name).is_in([0, 1])
+    else:
+        bad = pl.col(name).is_not_null() & ~pl.col(name).cast(pl.Float64, strict=False).is_in([0.0, 1.0])
+    n, shown = _examples(lf, bad, name)
+    if n:
+        raise _refuse(table, name, f"are not a boolean (accepted: {', '.join(_TRUE)} / {', '.join(_FALSE)})", n, shown)
+
+
+def _check_int(lf: pl.LazyFrame, name: str, dtype: pl.DataType, table: str) -> None:
+    """Integer columns: no NaN or fractional values (floats), no text (strings) — refused with rows, not nulled."""
+    col = pl.col(name)
+    if dtype.is_float():
+        n, shown = _examples(lf, col.is_nan() | col.is_infinite(), name)
+        if n:
+            raise _refuse(
+                table, name, "are NaN or infinite where integers belong (ids that went through float64?)", n, shown
+            )
+        n, shown = _examples(lf, col.is_not_null() & (col != col.floor()), name)
+        if n:
+            raise _refuse(table, name, "are fractional where integers belong", n, shown)
+    elif dtype == pl.String:
+        n, shown = _examples(lf, col.is_not_null() & col.str.strip_chars().cast(pl.Int64, strict=False).is_null(), name)
+        if n:
+            raise _refuse(table, name, "are not integers", n, shown)
+    elif not dtype.is_integer() and dtype != pl.Null:
+        raise SourceError(f"table {table!r}, column {name!r}: dtype {dtype} where integers belong")
 
 
 def _time_expr(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -48,21 +103,38 @@ def _time_expr(name: str, dtype: pl.DataType) -> pl.Expr:
     return pl.col(name).cast(pl.Datetime("us", "UTC"))
 
 
-def _split_position(name: str, dtype: pl.DataType) -> list[pl.Expr]:
-    """A 3-vector column (list/array or '[x y z]' / '[x, y, z]' string) -> three Float64 columns."""
+def _vector(name: str, dtype: pl.DataType) -> pl.Expr | None:
     if isinstance(dtype, pl.List | pl.Array):
-        values = pl.col(name).cast(pl.List(pl.Float64))
-    elif dtype == pl.String:
-        values = (
+        return pl.col(name).cast(pl.List(pl.Float64))
+    if dtype == pl.String:
+        return (
             pl.col(name)
             .str.strip_chars("[]() ")
             .str.replace_all(r"[,\s]+", " ")
             .str.split(" ")
-            .cast(pl.List(pl.Float64))
+            .cast(pl.List(pl.Float64), strict=False)
         )
-    else:
+    return None
+
+
+def _split_position(name: str, dtype: pl.DataType) -> list[pl.Expr]:
+    """A 3-vector column (list/array or '[x y z]' / '[x, y, z]' string) -> three Float64 columns."""
+    values = _vector(name, dtype)
+    if values is None:
         return []
     return [values.list.get(i, null_on_oob=True).alias(f"{name}_{axis}") for i, axis in enumerate(AXES)]
+
+
+def _check_vector(lf: pl.LazyFrame, name: str, dtype: pl.DataType, table: str) -> None:
+    """A position that is present must have three numeric components: '[1 2]' or 'abc' are refused."""
+    values = _vector(name, dtype)
+    if values is None:
+        return
+    parsed = values.list.eval(pl.element().is_not_null()).list.all() & (values.list.len() == 3)
+    bad = pl.col(name).is_not_null() & ~parsed.fill_null(False)
+    n, shown = _examples(lf, bad, name)
+    if n:
+        raise _refuse(table, name, "are not three numbers [x y z]", n, shown)
 
 
 FLOAT64_EXACT_INT = 2**53
@@ -93,15 +165,19 @@ def coerce_wire(lf: pl.LazyFrame, table: str) -> pl.LazyFrame:
             split.append(name)
             continue
         if _BOOL_COLUMNS.match(name):
+            _check_bool(lf, name, dtype, table)
             exprs.append(_bool_expr(name, dtype))
         elif _TIME_COLUMNS.match(name):
             exprs.append(_time_expr(name, dtype))
         elif _POSITION_SPLIT.match(name) or name == "superceded_id":
             exprs.append(pl.col(name).cast(pl.Float64))
         elif _INT_COLUMNS.match(name) and dtype != pl.Int64:
+            _check_int(lf, name, dtype, table)
             if dtype.is_float():
                 _refuse_lossy_ids(lf, name, table)
                 exprs.append(pl.col(name).cast(pl.Int64, strict=True))
+            elif dtype == pl.String:
+                exprs.append(pl.col(name).str.strip_chars().cast(pl.Int64, strict=False))
             else:
                 exprs.append(pl.col(name).cast(pl.Int64, strict=False))
         elif dtype == pl.Null:
@@ -109,6 +185,7 @@ def coerce_wire(lf: pl.LazyFrame, table: str) -> pl.LazyFrame:
         else:
             exprs.append(pl.col(name))
     for name in split:
+        _check_vector(lf, name, schema[name], table)
         exprs.extend(_split_position(name, schema[name]))
     try:
         return lf.select(exprs)

@@ -29,8 +29,15 @@ import polars as pl
 
 from cellfeatures import PIPELINE_CODE_VERSION, __version__
 from cellfeatures.atomic import publish_directory
+from cellfeatures.checksums import file_sha256
 from cellfeatures.config import Config
-from cellfeatures.errors import CellFeaturesError, StoreError, VersionNotFoundError
+from cellfeatures.errors import (
+    CellFeaturesError,
+    DamagedVersionError,
+    SourceError,
+    StoreError,
+    VersionNotFoundError,
+)
 from cellfeatures.identity import identity_map
 from cellfeatures.pipelines import FAMILIES, BuildContext, FeatureSpec
 from cellfeatures.pipelines import external as external_family
@@ -41,7 +48,29 @@ from cellfeatures.sources.base import Source, least_real
 
 FEATURES_FILE = "features.parquet"
 MANIFEST_FILE = "manifest.json"
+# Fields every reader relies on, with their JSON types: a manifest lacking one is a damaged version.
+MANIFEST_FIELDS: dict[str, type] = {
+    "version": str,
+    "built_at": str,
+    "config": dict,
+    "source": dict,
+    "features": dict,
+    "rows": int,
+    "families": dict,
+}
 Progress = Callable[[str], None]
+
+
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def cached_file_sha256(path: Path) -> str:
+    """SHA-256 memoised on (path, size, mtime): a dataset build reads a version several times."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = file_sha256(path)
+    return _SHA_MEMO[key]
 
 
 def _hash(obj: Any) -> str:
@@ -126,22 +155,59 @@ class FeatureStore:
         self.root = Path(root)
 
     # ------------------------------------------------------------ reading
-    def list(self) -> list[dict[str, Any]]:
-        """Published versions, oldest first, with a one-line summary each."""
+    def _read_manifest(self, path: Path) -> dict[str, Any]:
+        """A version directory's manifest, or DamagedVersionError saying what is wrong with it."""
+        try:
+            m = json.loads((path / MANIFEST_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise DamagedVersionError(f"{path}: manifest.json is unreadable ({type(exc).__name__}: {exc})") from None
+        if not isinstance(m, dict):
+            raise DamagedVersionError(f"{path}: manifest.json is not a JSON object")
+        for key, kind in MANIFEST_FIELDS.items():
+            if not isinstance(m.get(key), kind):
+                raise DamagedVersionError(f"{path}: manifest.json field {key!r} is missing or not {kind.__name__}")
+        if m["version"] != path.name:
+            raise DamagedVersionError(
+                f"{path}: manifest.json names version {m['version']!r}, not its directory {path.name!r}"
+            )
+        return m
+
+    def scan_versions(self) -> tuple[builtins.list[dict[str, Any]], builtins.list[str]]:
+        """(manifests of sound-looking versions, one problem line per damaged directory).
+
+        Never raises because of a neighbour: one broken directory must not hide every other version.
+        """
         if not self.root.exists():
-            return []
-        rows = []
-        for path in self.root.iterdir():
-            manifest_path = path / MANIFEST_FILE
-            if path.name.startswith(".") or not manifest_path.exists():
+            return [], []
+        good, problems = [], []
+        for path in sorted(self.root.iterdir()):
+            if path.name.startswith(".") or not path.is_dir():
                 continue
-            m = json.loads(manifest_path.read_text())
+            if not (path / MANIFEST_FILE).exists():
+                problems.append(f"{path}: no manifest.json (not a published version)")
+                continue
+            try:
+                m = self._read_manifest(path)
+            except DamagedVersionError as exc:
+                problems.append(str(exc))
+                continue
+            missing = [f for f in m.get("files", {FEATURES_FILE: {}}) if not (path / f).exists()]
+            if missing:
+                problems.append(f"{path}: {', '.join(missing)} missing")
+                continue
+            good.append(m)
+        return good, problems
+
+    def list(self) -> builtins.list[dict[str, Any]]:
+        """Published versions, oldest first, with a one-line summary each (damaged ones are left out)."""
+        rows = []
+        for m in self.scan_versions()[0]:
             rows.append(
                 {
                     "version": m["version"],
                     "built_at": m["built_at"],
-                    "config": m["config"]["name"],
-                    "source": m["source"]["kind"],
+                    "config": m["config"].get("name"),
+                    "source": m["source"].get("kind"),
                     "materialization_version": m["source"].get("materialization_version"),
                     "cells": m["rows"],
                     "features": len(m["features"]),
@@ -160,20 +226,64 @@ class FeatureStore:
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            raise VersionNotFoundError(f"no version {version!r} in {self.root} (have: {', '.join(versions)})")
+            import difflib
+
+            close = difflib.get_close_matches(version, versions, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise VersionNotFoundError(f"no version {version!r} in {self.root}{hint} (have: {', '.join(versions)})")
         raise VersionNotFoundError(f"version prefix {version!r} is ambiguous: {', '.join(matches)}")
 
     def path(self, version: str) -> Path:
         return self.root / self.resolve(version)
 
     def manifest(self, version: str) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.path(version) / MANIFEST_FILE).read_text())
-        return data
+        return self._read_manifest(self.path(version))
 
-    def scan(self, version: str) -> pl.LazyFrame:
-        return pl.scan_parquet(self.path(version) / FEATURES_FILE)
+    def verify(self, version: str) -> builtins.list[str]:
+        """Problems with a published version: files missing, sizes or SHA-256 differing from the manifest,
+        a matrix that no longer matches its schema. Empty when the version is sound."""
+        path = self.path(version)
+        m = self._read_manifest(path)
+        files = m.get("files")
+        if not isinstance(files, dict):
+            return [f"{path}: the manifest records no file checksums (built by an older cellfeatures); rebuild it"]
+        problems = []
+        for name, info in files.items():
+            target = path / name
+            if not target.exists():
+                problems.append(f"{target}: missing")
+            elif target.stat().st_size != info.get("bytes"):
+                problems.append(f"{target}: {target.stat().st_size:,} bytes, the manifest says {info.get('bytes'):,}")
+            elif cached_file_sha256(target) != info.get("sha256"):
+                problems.append(f"{target}: SHA-256 differs from the manifest (the file was modified)")
+        if not problems:
+            try:
+                schema = pl.read_parquet_schema(path / FEATURES_FILE)
+            except (OSError, pl.exceptions.PolarsError) as exc:
+                return [f"{path / FEATURES_FILE}: unreadable ({exc})"]
+            expected = ["nucleus_id", "root_id", *m["features"]]
+            if list(schema) != expected:
+                problems.append(f"{path / FEATURES_FILE}: columns differ from the manifest's features")
+        return problems
 
-    def load(self, version: str, columns: builtins.list[str] | None = None) -> pl.DataFrame:
+    def _checked(self, version: str) -> Path:
+        """The version's directory after checking its files against the manifest: never train on damage."""
+        resolved = self.resolve(version)
+        problems = self.verify(resolved)
+        if problems:
+            raise DamagedVersionError(
+                f"version {resolved} is damaged, refusing to read it: {problems[0]}"
+                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                + "; run `cellfeatures verify` and rebuild it"
+            )
+        return self.root / resolved
+
+    def scan(self, version: str = "latest") -> pl.LazyFrame:
+        """A LazyFrame over a version's matrix (its files checked against the manifest first)."""
+        return pl.scan_parquet(self._checked(version) / FEATURES_FILE)
+
+    def load(self, version: str = "latest", columns: builtins.list[str] | None = None) -> pl.DataFrame:
+        """A version's matrix (default: the latest), optionally only some columns (nucleus_id always kept)."""
         lf = self.scan(version)
         if columns is not None:
             missing = [c for c in columns if c not in lf.collect_schema()]
@@ -241,6 +351,11 @@ class FeatureStore:
             ready=MANIFEST_FILE,
         )
         if not created or manifest is None:
+            problems = self.verify(version)
+            if problems:
+                raise DamagedVersionError(
+                    f"version {version} is published but damaged ({problems[0]}); remove {final} and build again"
+                )
             say(f"version {version} already built: nothing to do")
             return BuildResult(version, final, False, json.loads((final / MANIFEST_FILE).read_text()))
         say(f"published version {version} ({manifest['rows']:,} cells, {len(manifest['features'])} features)")
@@ -277,12 +392,19 @@ class FeatureStore:
                 family_specs = external_family.features(cfg, external_family.column_dtypes(ctx, cfg))
             else:
                 family_specs = module.features(cfg)
-            lf = module.build(ctx, cfg)
-            declared = ["nucleus_id", *[s.name for s in family_specs]]
-            got = lf.collect_schema().names()
-            if got != declared:
-                raise StoreError(f"family {name!r} produced columns {got}, catalogue declares {declared}")
-            lf.sink_parquet(family_dir / f"{name}.parquet", engine="streaming")
+            try:
+                lf = module.build(ctx, cfg)
+                declared = ["nucleus_id", *[s.name for s in family_specs]]
+                got = lf.collect_schema().names()
+                if got != declared:
+                    raise StoreError(f"family {name!r} produced columns {got}, catalogue declares {declared}")
+                lf.sink_parquet(family_dir / f"{name}.parquet", engine="streaming")
+            except pl.exceptions.PolarsError as exc:
+                tables = ", ".join(sorted(set(module.inputs(cfg)) | (ctx.used_tables - before))) or "its inputs"
+                first = " ".join(str(exc).split())[:300]
+                raise SourceError(
+                    f"family {name!r}: the data of {tables} could not be processed ({type(exc).__name__}: {first})"
+                ) from None
             used = sorted(ctx.used_tables - before) + ([nucleus_table] if name == "nucleus" else [])
             family_inputs[name] = used
             specs += family_specs
@@ -295,6 +417,9 @@ class FeatureStore:
         df = matrix.collect(engine="streaming").sort("nucleus_id")
         df = validate(df, feature_matrix_schema({s.name: s.dtype for s in specs}), f"feature matrix {version}")
         df.write_parquet(tmp / FEATURES_FILE, compression="zstd", statistics=True)
+        files = {
+            FEATURES_FILE: {"bytes": (tmp / FEATURES_FILE).stat().st_size, "sha256": file_sha256(tmp / FEATURES_FILE)}
+        }
         shutil.rmtree(family_dir)
         shutil.rmtree(tmp / "scratch")
 
@@ -329,6 +454,7 @@ class FeatureStore:
                 for f in family_inputs
             },
             "rows": df.height,
+            "files": files,
             "identity": {
                 "nuclei": identity.height,
                 "missing_root": int(identity["missing_root"].sum()),

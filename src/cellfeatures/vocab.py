@@ -132,3 +132,24 @@ def harmonise_expr(raw: pl.Expr, level: str) -> pl.Expr:
 def unmapped_values(values: pl.Series) -> list[str]:
     """Distinct non-null spellings that the vocabulary does not know (to be reported, never guessed)."""
     return sorted(v for v in values.drop_nulls().unique().to_list() if v not in VOCABULARY)
+
+
+def check_spellings(labels: pl.LazyFrame, table: str, column: str = "cell_type") -> None:
+    """Refuse a label table with spellings the vocabulary does not know, naming them and how many rows.
+
+    Why at build time: a partner-label table with `23p` or `5P–IT` (an en dash) would silently drop those
+    partners from the E/I fractions of hundreds of cells.
+    """
+    from cellfeatures.errors import SchemaError
+
+    if column not in labels.collect_schema():
+        raise SchemaError(table, f"- missing column {column!r}")
+    values = labels.select(pl.col(column).cast(pl.String)).group_by(column).len().collect()
+    unknown = values.filter(pl.col(column).is_in(unmapped_values(values[column])))
+    if unknown.height:
+        shown = ", ".join(f"{v!r} ({n} rows)" for v, n in unknown.sort("len", descending=True).head(8).rows())
+        raise SchemaError(
+            table,
+            f"- column {column!r}: {unknown.height} spelling(s) the vocabulary does not know: {shown}. "
+            f"Known spellings are listed in cellfeatures/vocab.py; fix the table (or report a missing spelling).",
+        )

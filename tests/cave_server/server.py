@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,12 @@ class ServerConfig:
     time_stamp: str = "2025-01-13T10:10:01.286229"
     token: str = "test-token-0123456789abcdef"
     row_limit: int = 200_000
-    fail_every: int = 0  # 0: never; n: every n-th query request answers 503
+    fail_every: int = 0  # 0: never; n: every n-th query request answers `fail_status`
+    fail_status: int = 503
+    retry_after_s: float | None = None  # sent as Retry-After with injected failures
+    announce_cap: bool = True  # False: cap silently (no Warning header), as some proxies do
+    drop_rows: int = 0  # answer this many rows fewer than asked, silently (an inconsistent server)
+    delay_s: float = 0.0  # answer every data query this much later (a slow server)
     voxel_resolution: tuple[float, float, float] = (4.0, 4.0, 40.0)
 
 
@@ -235,9 +241,12 @@ class CaveTestServer:
             with self._lock:
                 self._query_count += 1
                 n = self._query_count
+            if cfg.delay_s:
+                time.sleep(cfg.delay_s)
             if cfg.fail_every and n % cfg.fail_every == 0:
-                self.requests[-1].status = 503
-                return Response("injected failure", status=503)
+                self.requests[-1].status = cfg.fail_status
+                headers = {"Retry-After": str(cfg.retry_after_s)} if cfg.retry_after_s is not None else {}
+                return Response("<html><body>injected failure</body></html>", status=cfg.fail_status, headers=headers)
             if v != cfg.version or name not in self.tables:
                 return Response(json.dumps({"error": "not found"}), status=404, mimetype="application/json")
             body = request.get_json(silent=True) or {}
@@ -294,10 +303,13 @@ class CaveTestServer:
         # no fixed order: shuffle per request, then apply the server's row limit
         frame = frame.sample(fraction=1.0, shuffle=True, seed=n)
         if frame.height > cfg.row_limit:
-            headers["Warning"] = f'299 - "201 - Limited query to {cfg.row_limit} rows"'
+            if cfg.announce_cap:
+                headers["Warning"] = f'299 - "201 - Limited query to {cfg.row_limit} rows"'
             with self._lock:
                 self.capped_responses += 1
             frame = frame.head(cfg.row_limit)
+        if cfg.drop_rows and frame.height:
+            frame = frame.head(max(0, frame.height - cfg.drop_rows))
         if request.args.get("split_positions", "").lower() != "true":
             prefixes = sorted({c[: -len("_x")] for c in position_cols})
             frame = frame.with_columns(

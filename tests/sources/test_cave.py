@@ -76,16 +76,14 @@ def test_a_row_limit_of_1000_still_returns_all_25000_rows(big_table: Path, tmp_p
     assert (manifest.materialization_version, manifest.timestamp) == (1300, "2025-01-13T10:10:01.286229")
 
 
-def test_a_capped_answer_is_never_taken_for_the_whole_table(big_table: Path, tmp_path: Path) -> None:
-    """The server caps at 1,000 rows but the client believes 5,000: the fetch must fail, not shorten."""
-    from cellfeatures.sources.cave import IncompleteFetchError
-
+def test_a_server_capping_below_the_config_is_learned_and_the_fetch_completes(big_table: Path, tmp_path: Path) -> None:
+    """The server caps at 1,000 rows but the config believes 5,000: learn the cap from the Warning, finish."""
     with CaveTestServer(ServerConfig(snapshot=big_table, row_limit=1000)) as server:
-        cfg = _cfg(server, row_limit=5000)
-        with pytest.raises(IncompleteFetchError, match=r"returned 1000 rows but its count is"):
-            fetch_tables(cfg, ["types"], out=tmp_path / "snap")
+        path, reports, fetcher = fetch_tables(_cfg(server, row_limit=5000), ["types"], out=tmp_path / "snap")
         assert server.capped_responses >= 1, "the server really answered with a capped, Warning-flagged result"
-    assert not (tmp_path / "snap" / "types.parquet").exists()
+    got = pl.read_parquet(path / "types.parquet")
+    assert got.height == 25_000 and got["id"].is_unique().all()
+    assert reports[0].row_cap == fetcher.learned_row_cap == 1000
 
 
 def test_limit_100_with_a_5xx_every_third_request_still_completes(big_table: Path, tmp_path: Path) -> None:

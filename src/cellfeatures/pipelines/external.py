@@ -114,6 +114,18 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
             for c, u in block["columns"].items()
         ]
         frame = lf.select(pl.col(key).cast(pl.Int64).alias("nucleus_id"), *cols).collect()
+        nulls = frame.filter(pl.col("nucleus_id").is_null()).height
+        if nulls:
+            raise SchemaError(table, f"- key column {key!r} has {nulls} null key(s)")
+        for out_name in frame.columns[1:]:
+            if frame[out_name].dtype.is_float():
+                bad = frame.filter(pl.col(out_name).is_infinite())
+                if bad.height:
+                    raise SchemaError(
+                        table,
+                        f"- column for {out_name!r}: {bad.height} infinite value(s), e.g. nucleus "
+                        f"{bad['nucleus_id'].head(5).to_list()}; use null for 'not measured'",
+                    )
         dupes = frame.filter(pl.col("nucleus_id").is_duplicated())["nucleus_id"].unique().sort()
         if dupes.len():
             raise SchemaError(

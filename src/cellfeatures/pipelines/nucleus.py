@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from cellfeatures.errors import ConfigError
+from cellfeatures.errors import ConfigError, SchemaError
 from cellfeatures.normalize import canonical_nucleus
 from cellfeatures.pipelines.base import IDENTITY_TABLE, BuildContext, FeatureSpec, option, with_family
 from cellfeatures.schemas import WIRE_MODELS, validate
@@ -20,6 +20,7 @@ from cellfeatures.schemas import WIRE_MODELS, validate
 FAMILY = "nucleus"
 PIA_Y_OFFSET_UM = 302.0  # y of pia in the minnie65 frame, for the y_offset fallback
 AREAS = ("V1", "AL", "RL", "LM")
+MAX_POSITION_NM = 20e6  # 20 mm: beyond any EM volume; such a position is a unit mistake
 
 
 def features(cfg: dict[str, Any]) -> list[FeatureSpec]:
@@ -104,4 +105,19 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
 def load_identity_nucleus(ctx_source: Any, table: str) -> pl.DataFrame:
     """Read, validate (wire) and canonicalise the nucleus table of a source."""
     raw = validate(ctx_source.scan(table).collect(), WIRE_MODELS["nucleus"], table)
-    return canonical_nucleus(raw.lazy(), ctx_source.position_resolution_nm).collect()
+    nuclei = canonical_nucleus(raw.lazy(), ctx_source.position_resolution_nm).collect()
+    if nuclei.height == 0:
+        raise SchemaError(
+            table,
+            f"- no valid nucleus ({raw.height} rows, {raw.height - nuclei.height} marked invalid): nothing to build",
+        )
+    far = nuclei.filter(pl.any_horizontal(pl.col(f"pos_{a}_nm").abs() > MAX_POSITION_NM for a in "xyz"))
+    if far.height:
+        raise SchemaError(
+            table,
+            f"- {far.height} nucleus position(s) beyond {MAX_POSITION_NM / 1e6:g} mm from the origin, e.g. nucleus "
+            f"{far['nucleus_id'][0]} at ({far['pos_x_nm'][0]:.4g}, {far['pos_y_nm'][0]:.4g}, "
+            f"{far['pos_z_nm'][0]:.4g}) nm: wrong position_resolution_nm ({ctx_source.position_resolution_nm} nm "
+            f"per unit) or positions in other units",
+        )
+    return nuclei

@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from cellfeatures.errors import SchemaError
 from cellfeatures.pipelines.base import IDENTITY_TABLE, BuildContext, FeatureSpec, option, with_family
 from cellfeatures.schemas import WIRE_MODELS, validate
 
@@ -72,6 +73,30 @@ def inputs(cfg: dict[str, Any]) -> list[str]:
     return [table] if table else []
 
 
+# Strategy spellings of proofreading_status_and_strategy (and the vortex tables); anything else is refused
+# rather than becoming a category a model would learn from.
+STRATEGIES = {
+    "strategy_dendrite": ("none", "dendrite_clean", "dendrite_extended"),
+    "strategy_axon": (
+        "none",
+        "axon_partially_extended",
+        "axon_fully_extended",
+        "axon_interareal",
+        "axon_column_truncated",
+    ),
+}
+
+
+def check_strategies(raw: pl.DataFrame, table: str) -> None:
+    for column, known in STRATEGIES.items():
+        bad = raw.with_row_index("row").filter(pl.col(column).is_not_null() & ~pl.col(column).is_in(known))
+        if bad.height:
+            shown = ", ".join(f"row {r}: {v!r}" for r, v in bad.select("row", column).head(5).rows())
+            raise SchemaError(
+                table, f"- column {column!r}: {bad.height} row(s) with an unknown strategy ({shown}); known: {known}"
+            )
+
+
 def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
     out = ctx.identity.select(
         "nucleus_id",
@@ -83,6 +108,7 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
     table = option(cfg, "table", "proofreading_status_and_strategy", FAMILY)
     if table:
         raw = validate(ctx.collect(table), WIRE_MODELS["proofreading"], table)
+        check_strategies(raw, table)
         status = (
             raw.filter(pl.col("valid").fill_null(True) & (pl.col("pt_root_id") != 0))
             .sort("id")

@@ -53,7 +53,7 @@ from cellfeatures.pipelines.base import (
     with_family,
 )
 from cellfeatures.schemas import WIRE_MODELS, validate
-from cellfeatures.vocab import EXC, INH, harmonise_expr
+from cellfeatures.vocab import EXC, INH, check_spellings, harmonise_expr
 
 FAMILY = "synapses"
 PARTNER_CLASS = pl.Enum([EXC, INH])
@@ -259,7 +259,8 @@ def direction_records(
     dx, dy, dz = (pl.col(f"ctr_{a}_nm") - pl.col(f"pos_{a}_nm") for a in "xyz")
     return syn.join(positions, left_on=own, right_on="root_id", how="inner").select(
         *columns,
-        (pl.sum_horizontal(dx * dx, dy * dy, dz * dz).sqrt() / 1000.0).round(6).alias("dist_um"),
+        # plain sums: a missing coordinate gives no distance (sum_horizontal would read it as a zero offset)
+        ((dx * dx + dy * dy + dz * dz).sqrt() / 1000.0).round(6).alias("dist_um"),
     )
 
 
@@ -516,6 +517,8 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
             raw_tags = validate(raw_tags.collect(), WIRE_MODELS["synapse_tag"], tag_table).lazy()
         tags = canonical_synapse_tags(raw_tags)
     cells = attributable_cells(ctx.identity)
+    if label_table:
+        check_spellings(ctx.scan(label_table), label_table)
     classes = partner_classes(ctx.scan(label_table), ctx.identity).collect() if label_table else None
     roots = root_sets(cells, nucleus_roots(ctx.identity), classes)
     positions = cells.lazy().select("root_id", "pos_x_nm", "pos_y_nm", "pos_z_nm") if with_positions else None

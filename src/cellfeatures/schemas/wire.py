@@ -11,6 +11,18 @@ from __future__ import annotations
 from typing import Optional
 
 import pandera.polars as pa
+import polars as pl
+from pandera.api.polars.types import PolarsData
+
+
+def _finite(data: PolarsData) -> pl.LazyFrame:
+    """NaN and infinity are refused (null is the spelling of 'not measured')."""
+    return data.lazyframe.select(pl.col(data.key).is_finite() | pl.col(data.key).is_null())
+
+
+# Plausibility bounds: values beyond them are unit mistakes or corruption, not biology.
+MAX_NUCLEUS_VOLUME_UM3 = 1e5  # a nucleus is ~100-1,000 um^3; 1e5 is a 46 um cube
+MAX_SYNAPSE_SIZE_VX = 1e10  # voxels; at 4x4x40 nm that is 6,400 um^3, larger than a cell
 
 
 class _Wire(pa.DataFrameModel):
@@ -27,11 +39,15 @@ class _Annotation(_Wire):
 class NucleusWire(_Annotation):
     """nucleus_detection_v0: pt_root_id 0 = outside segmentation; volume in um^3."""
 
-    volume: float = pa.Field(nullable=True, ge=0)
+    volume: float = pa.Field(nullable=True, ge=0, le=MAX_NUCLEUS_VOLUME_UM3)
     pt_root_id: int = pa.Field(ge=0)
     pt_position_x: float
     pt_position_y: float
     pt_position_z: float
+
+    @pa.check("pt_position_x", "pt_position_y", "pt_position_z", name="finite")
+    def finite(cls, data: PolarsData) -> pl.LazyFrame:
+        return _finite(data)
 
 
 class CellTypeWire(_Annotation):
@@ -46,11 +62,16 @@ class SynapseWire(_Annotation):
 
     pre_pt_root_id: int = pa.Field(ge=0)
     post_pt_root_id: int = pa.Field(ge=0)
-    size: int = pa.Field(ge=0, nullable=True)
+    # null = size unknown (documented, tested): counted as a synapse, left out of the size statistics
+    size: int = pa.Field(ge=0, le=MAX_SYNAPSE_SIZE_VX, nullable=True)
     # optional: only the soma-distance features need them
     ctr_pt_position_x: Optional[float] = pa.Field(nullable=True)  # noqa: UP045 - pandera reads Optional
     ctr_pt_position_y: Optional[float] = pa.Field(nullable=True)  # noqa: UP045
     ctr_pt_position_z: Optional[float] = pa.Field(nullable=True)  # noqa: UP045
+
+    @pa.check("ctr_pt_position_x", "ctr_pt_position_y", "ctr_pt_position_z", name="finite")
+    def finite(cls, data: PolarsData) -> pl.LazyFrame:
+        return _finite(data)
 
 
 class SynapseTagWire(_Annotation):
@@ -66,6 +87,10 @@ class FunctionalAreaWire(_Annotation):
     target_id: int
     tag: str = pa.Field(isin=["V1", "AL", "RL", "LM"])
     value: float = pa.Field(nullable=True, ge=0)
+
+    @pa.check("value", name="finite")
+    def finite(cls, data: PolarsData) -> pl.LazyFrame:
+        return _finite(data)
 
 
 class CoregistrationWire(_Annotation):
@@ -93,6 +118,10 @@ class DigitalTwinWire(_Annotation):
     gDSI: float = pa.Field(nullable=True)
     pref_ori: float = pa.Field(nullable=True, ge=0, le=360)
     pref_dir: float = pa.Field(nullable=True, ge=0, le=360)
+
+    @pa.check("cc_abs", "cc_max", "cc_norm", "OSI", "DSI", "gOSI", "gDSI", name="finite")
+    def finite(cls, data: PolarsData) -> pl.LazyFrame:
+        return _finite(data)
 
 
 class ProofreadingWire(_Annotation):

@@ -13,8 +13,17 @@ server) in no fixed order, flagged only by an HTTP `Warning` header that cavecli
 So every fetch is planned from counts: the id range (or the list of root ids) is split until each chunk's
 count is below the limit, every chunk's rows must equal its count, ids must be unique, and the chunks
 must add up to the table's count. A fetch that cannot prove it got everything raises; it never returns a
-short table. The plan depends only on counts, so it is deterministic, and it is saved, so a rerun
-downloads only the chunks it lacks.
+short table.
+
+The plan depends only on counts, so it is deterministic, and it is saved, so a rerun downloads only the
+chunks it lacks.
+
+The configured `row_limit` is an upper bound, not a promise: servers differ. A chunk that comes back
+short with the server's `Warning: ... Limited query to N rows` (captured from caveclient's logger, so it
+never reaches the terminal) teaches the fetcher the real cap; the chunk is split under it and fetched
+again, the learned cap is saved in the fetch state (a resumed fetch plans with it) and reported in the
+summary. A short answer without that signal is taken once as a silent cap of what came back; a chunk
+already within the learned cap that still comes back short means an inconsistent server: an error.
 
 The token comes from $CAVE_TOKEN, else from caveclient's secret file; it is never logged, written, or
 shown in an error message.
@@ -24,8 +33,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,11 +47,51 @@ from typing import Any
 import polars as pl
 
 from cellfeatures.checksums import file_sha256
-from cellfeatures.errors import CellFeaturesError, ConfigError, SourceError
+from cellfeatures.errors import CellFeaturesError, ConfigError, SourceError, TableNotFoundError
 
 DEFAULT_SERVER = "https://global.daf-apis.com"
 DEFAULT_ROW_LIMIT = 200_000
-TRANSIENT_STATUS = {500, 502, 503, 504}
+TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+MAX_RETRY_AFTER_S = 60.0
+_CAP_PATTERN = re.compile(r"Limited query to (\d+) rows")
+
+
+class _WarningCapture(logging.Handler):
+    """Collects caveclient's log records (the row-cap Warning header among them) instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        messages = getattr(self.local, "messages", None)
+        if messages is not None:
+            messages.append(record.getMessage())
+
+    def start(self) -> None:
+        self.local.messages = []
+
+    def take(self) -> list[str]:
+        out: list[str] = getattr(self.local, "messages", None) or []
+        self.local.messages = None
+        return out
+
+
+_CAPTURE = _WarningCapture()
+
+
+def _install_capture() -> None:
+    """Route the `caveclient` loggers to the capture, not to stderr (our progress owns the terminal)."""
+    logger = logging.getLogger("caveclient")
+    if _CAPTURE not in logger.handlers:
+        logger.addHandler(_CAPTURE)
+    logger.propagate = False
+
+
+def learned_cap(messages: list[str]) -> int | None:
+    """The row cap a server announced in a captured `Warning: ... Limited query to N rows`, if any."""
+    caps = [int(m.group(1)) for text in messages if (m := _CAP_PATTERN.search(text))]
+    return min(caps) if caps else None
 
 
 class CaveAuthError(SourceError):
@@ -75,6 +127,7 @@ class FetchReport:
     chunks: int
     chunks_downloaded: int
     seconds: float
+    row_cap: int | None = None  # the server's row cap, when it was found lower than the config's row_limit
 
 
 Progress = Callable[[str, int, int], None]  # (table, chunks done, chunks total)
@@ -96,6 +149,22 @@ class _Redactor:
 def _status(exc: BaseException) -> int | None:
     response = getattr(exc, "response", None)
     return getattr(response, "status_code", None)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds a 429/503 answer asks us to wait (`Retry-After`), bounded; None when it says nothing."""
+    response = getattr(exc, "response", None)
+    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: an HTML error page from a proxy is cut, not dumped."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:300] + " ..."
 
 
 def _auth_message(server: str) -> str:
@@ -124,9 +193,12 @@ class CaveFetcher:
     ) -> None:
         from caveclient import CAVEclient  # the one place caveclient is imported
 
+        _install_capture()
         self.datastack = datastack
         self.server = server.rstrip("/")
         self.row_limit = row_limit
+        self.configured_row_limit = row_limit
+        self.learned_row_cap: int | None = None
         self.target = max(1, int(row_limit * 0.8))  # headroom: a chunk at exactly the limit is ambiguous
         self.resolution = tuple(float(r) for r in position_resolution_nm)
         self.retries = retries
@@ -140,7 +212,14 @@ class CaveFetcher:
                 lambda: CAVEclient(datastack, server_address=self.server, auth_token=token, write_server_cache=False),
                 "connect",
             )
-            self.version = int(version if version is not None else self.client.materialize.most_recent_version())
+            available = [int(v) for v in self._retry(lambda: self.client.materialize.get_versions(), "list versions")]
+            if version is not None and int(version) not in available:
+                raise ConfigError(
+                    f"materialization version {version} is not available on {self.server} for {datastack!r} "
+                    f"(available: {', '.join(map(str, sorted(available))) or 'none'}); versions expire: pin one "
+                    f"that is listed"
+                )
+            self.version = int(version if version is not None else max(available))
             self.timestamp = self._retry(lambda: self.client.materialize.get_timestamp(self.version), "timestamp")
         except CellFeaturesError:  # including CaveAuthError: already clear and redacted
             raise
@@ -169,9 +248,9 @@ class CaveFetcher:
                     "RetryError",
                 )
                 if not transient or attempt == self.retries:
-                    raise SourceError(self._redact(f"{what} failed on {self.server}: {exc}")) from None
+                    raise SourceError(self._redact(f"{what} failed on {self.server}: {_one_line(exc)}")) from None
                 last = exc
-                time.sleep(self.backoff_s * 2**attempt)
+                time.sleep(_retry_after(exc) or self.backoff_s * 2**attempt)
         raise SourceError(self._redact(f"{what}: {last}"))  # pragma: no cover
 
     def _query(self, table: str, filters: dict[str, dict[str, Any]], count: bool = False) -> Any:
@@ -187,7 +266,25 @@ class CaveFetcher:
                 kwargs[key] = value
         if count:
             kwargs["get_counts"] = True
-        return self._retry(lambda: self.client.materialize.query_table(table, **kwargs), f"query {table}")
+
+        def call() -> Any:
+            _CAPTURE.start()
+            try:
+                return self.client.materialize.query_table(table, **kwargs)
+            finally:
+                cap = learned_cap(_CAPTURE.take())
+                if cap is not None:
+                    self.learn_cap(cap)
+
+        return self._retry(call, f"query {table}")
+
+    def learn_cap(self, cap: int) -> None:
+        """Plan every later chunk under a row cap the server showed (never above the configured limit)."""
+        cap = max(1, int(cap))
+        if cap < self.row_limit:
+            self.row_limit = cap
+            self.learned_row_cap = cap
+            self.target = max(1, int(cap * 0.8))
 
     def count(self, table: str, filters: dict[str, dict[str, Any]] | None = None) -> int:
         """Rows matching the filters (a count query: cheap, exact, never capped)."""
@@ -198,6 +295,24 @@ class CaveFetcher:
 
     def tables(self) -> list[str]:
         return list(self._retry(lambda: self.client.materialize.get_tables(version=self.version), "list tables"))
+
+    def check_tables(self, wanted: Iterable[str]) -> None:
+        """Every requested table exists in this version, checked before anything is downloaded."""
+        import difflib
+
+        have = set(self.tables())
+        missing = sorted({t for t in wanted if t and t not in have})
+        if missing:
+            hints = [
+                f"{t!r} (did you mean {close[0]!r}?)"
+                if (close := difflib.get_close_matches(t, sorted(have), n=1))
+                else repr(t)
+                for t in missing
+            ]
+            raise TableNotFoundError(
+                f"{self.datastack} v{self.version} on {self.server} has no table {', '.join(hints)}; nothing was "
+                f"downloaded"
+            )
 
     # ------------------------------------------------------------ planning
     def _id_filters(self, lo: int, hi: int, base: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -258,18 +373,51 @@ class CaveFetcher:
 
     # ------------------------------------------------------------ fetching
     def fetch_chunk(self, table: str, chunk: dict[str, Any]) -> pl.DataFrame:
-        """One chunk, proven complete: rows == its count, ids unique."""
+        """One chunk, proven complete: rows == its count, ids unique. A capped answer is split and refetched."""
         df = self._query(table, chunk["filters"])
         frame = pl.from_pandas(df) if not isinstance(df, pl.DataFrame) else df
+        if frame.height < chunk["expected"]:
+            frame = self._refetch_split(table, chunk, frame.height)
         if frame.height != chunk["expected"]:
             raise IncompleteFetchError(
-                f"table {table!r}: a chunk returned {frame.height} rows but its count is {chunk['expected']} "
-                f"(server row limit lower than {self.row_limit}? set row_limit in [source]); filters "
-                f"{_short(chunk['filters'])}"
+                f"table {table!r}: a chunk returned {frame.height} rows but its count is {chunk['expected']}, "
+                f"and the server announced no row cap that explains it; filters {_short(chunk['filters'])}"
             )
         if "id" in frame.columns and not frame["id"].is_unique().all():
             raise IncompleteFetchError(f"table {table!r}: duplicated ids within a chunk {_short(chunk['filters'])}")
         return frame
+
+    def _refetch_split(self, table: str, chunk: dict[str, Any], got: int) -> pl.DataFrame:
+        """A chunk came back short: learn the cap (announced, else what came back) and fetch it in parts.
+
+        Bounded: the silent-cap guess is made once; a chunk already within the learned cap that still
+        comes back short means the server is inconsistent, which is an error, never a short table.
+        """
+        expected = chunk["expected"]
+        cap = self.learned_row_cap
+        if cap is None or cap >= expected:
+            if cap is not None or got == 0:
+                raise IncompleteFetchError(
+                    f"table {table!r}: a chunk returned {got} rows but its count is {expected}, within the row cap "
+                    f"the server showed ({cap}): the server answers inconsistently; filters {_short(chunk['filters'])}"
+                )
+            self.learn_cap(got)  # no announcement: assume the server silently caps at what it sent
+        id_keys = ("filter_greater_equal_dict", "filter_less_dict")
+        base = {k: v for k, v in chunk["filters"].items() if k not in id_keys}
+        in_filter = base.get("filter_in_dict", {})
+        if len(in_filter) == 1 and len(next(iter(in_filter.values()))) > 1 and id_keys[0] not in chunk["filters"]:
+            column, values = next(iter(in_filter.items()))
+            parts = []
+            for batch in (values[: len(values) // 2], values[len(values) // 2 :]):
+                sub = {**base, "filter_in_dict": {column: batch}}
+                n = self.count(table, sub)
+                if n:
+                    parts.append(self.fetch_chunk(table, {"filters": sub, "expected": n, "lo": batch[0]}))
+        else:
+            lo = chunk["filters"].get(id_keys[0], {}).get("id", 0)
+            hi = chunk["filters"].get(id_keys[1], {}).get("id") or self._id_upper_bound(table, base, expected)
+            parts = [self.fetch_chunk(table, sub) for sub in self._split_ids(table, base, lo, hi, expected)]
+        return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
 
 
 def _short(filters: dict[str, Any]) -> str:
@@ -374,6 +522,8 @@ class Snapshotter:
         chunk_dir = self.out / "_fetch" / spec.table
         chunk_dir.mkdir(parents=True, exist_ok=True)
         state = json.loads(state_path.read_text()) if state_path.exists() else None
+        if state is not None and state.get("learned_row_cap"):
+            self.fetcher.learn_cap(int(state["learned_row_cap"]))  # plan a resumed fetch under the known cap
         if state is None or state.get("version") != self.fetcher.version or state.get("spec") != spec.__dict__:
             total, chunks = self.plan(spec, nucleus_table)
             state = {
@@ -397,6 +547,8 @@ class Snapshotter:
             frame.write_parquet(tmp)
             os.replace(tmp, path)
             state["done"][chunk["key"]] = {"rows": frame.height, "sha256": file_sha256(path)}
+            if self.fetcher.learned_row_cap is not None:
+                state["learned_row_cap"] = self.fetcher.learned_row_cap
             _write_json(state_path, state)
             downloaded += 1
             if self.progress:
@@ -404,7 +556,9 @@ class Snapshotter:
         rows = self._assemble(spec, state, chunk_dir)
         shutil.rmtree(chunk_dir)
         state_path.unlink()
-        report = FetchReport(spec.table, rows, len(state["chunks"]), downloaded, time.perf_counter() - t0)
+        report = FetchReport(
+            spec.table, rows, len(state["chunks"]), downloaded, time.perf_counter() - t0, self.fetcher.learned_row_cap
+        )
         self.reports.append(report)
         return report
 
@@ -416,8 +570,11 @@ class Snapshotter:
             raise IncompleteFetchError(f"table {spec.table!r}: chunks hold {got} rows, the count says {state['total']}")
         if files:
             frame = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
-        else:
-            frame = pl.DataFrame({"id": []}, schema={"id": pl.Int64})
+        else:  # an empty table still has columns: ask once, so the snapshot holds a readable empty table
+            empty = self.fetcher._query(spec.table, {})
+            frame = pl.from_pandas(empty) if not isinstance(empty, pl.DataFrame) else empty
+            if frame.height:
+                raise IncompleteFetchError(f"table {spec.table!r}: counted 0 rows but a query returned {frame.height}")
         if spec.mode == "cells":  # a synapse between two chosen cells is both an input and an output
             frame = frame.unique("id", keep="first")
         elif "id" in frame.columns and not frame["id"].is_unique().all():
@@ -434,6 +591,7 @@ class Snapshotter:
                 "origin": "real",
                 "kind": "cave",
                 "rows": frame.height,
+                "sha256": file_sha256(final),
                 "fetch": spec.__dict__,
                 "source": f"CAVE {self.fetcher.datastack} v{self.fetcher.version} ({self.fetcher.server})",
             },
@@ -497,8 +655,13 @@ def fetch_tables(
     """Fetch every listed table of a pinned version into a snapshot directory (resumable)."""
     fetcher = fetcher_from_config(source_cfg, version, server)
     target = Path(out) if out else snapshot_dir(source_cfg, fetcher.version)
-    snap = Snapshotter(fetcher, target, progress)
     specs = fetch_specs(source_cfg, tables)
+    fetcher.check_tables(
+        [s.table for s in specs]
+        + [s.cells_from for s in specs if s.cells_from]
+        + [nucleus_table] * any(s.mode == "cells" for s in specs)
+    )
+    snap = Snapshotter(fetcher, target, progress)
     order = sorted(specs, key=lambda s: {"all": 0, "cells": 1, "values": 2}.get(s.mode, 3))
     for spec in order:
         snap.fetch(spec, nucleus_table)

@@ -35,21 +35,82 @@ def _table_name(path: Path) -> str | None:
     return None
 
 
+_MAGIC = {b"PAR1": "Parquet", b"ARROW1": "Arrow IPC (Feather)", b"\x1f\x8b": "gzip"}
+
+
+def _content_kind(path: Path) -> str | None:
+    with path.open("rb") as fh:
+        head = fh.read(6)
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+
+
+def check_table_file(path: Path) -> None:
+    """A file's bytes must match its name: empty, truncated or misnamed files are refused by name."""
+    size = path.stat().st_size
+    if size == 0:
+        raise SourceError(f"{path}: the file is empty (0 bytes): a failed copy or download? Fetch or export it again")
+    kind = _content_kind(path)
+    name = path.name
+    expected = (
+        "Parquet"
+        if name.endswith(".parquet")
+        else "gzip"
+        if name.endswith(".csv.gz")
+        else "Arrow IPC (Feather)"
+        if name.endswith((".feather", ".arrow", ".ipc"))
+        else None
+    )
+    if expected and kind != expected:
+        raise SourceError(
+            f"{path}: named like {expected} but its bytes are {kind or 'not ' + expected} (renamed by mistake?)"
+        )
+    if expected is None and kind is not None:  # .csv holding a binary format
+        raise SourceError(f"{path}: named .csv but its bytes are {kind} (renamed by mistake?)")
+    if expected == "Parquet":
+        with path.open("rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            if fh.read(4) != b"PAR1":
+                raise SourceError(f"{path}: truncated Parquet file (no footer): the copy or download was cut short")
+
+
 def read_table_file(path: Path) -> pl.LazyFrame:
-    """Lazily read one table file of any supported flavour (no dialect coercion)."""
+    """Lazily read one table file of any supported flavour (no dialect coercion).
+
+    CSV files are read eagerly here (they are small in practice), so a ragged row or a broken quote is a
+    clear error naming the file now, not an engine error deep inside a build.
+    """
     name = path.name
     try:
+        check_table_file(path)
         if name.endswith(".parquet"):
+            pq.read_metadata(path)  # a corrupt footer fails here, naming the file
             return pl.scan_parquet(path)
         if name.endswith((".feather", ".arrow", ".ipc")):
-            return pl.scan_ipc(path)
+            lf = pl.scan_ipc(path)
+            lf.collect_schema()
+            return lf
         if name.endswith(".csv.gz"):  # scan_csv cannot stream gzip: decompress eagerly
             return read_gzip_csv(path).lazy()
         if name.endswith(".csv"):
-            return pl.scan_csv(path, infer_schema_length=10_000)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise SourceError(f"cannot read {path}: {exc}") from exc
+            return read_csv_cached(path).lazy()
+    except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
+        if isinstance(exc, SourceError):
+            raise
+        first = " ".join(str(exc).split())[:300]
+        raise SourceError(f"cannot read {path}: {first}") from None
     raise SourceError(f"{path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
+
+
+_CSV_CACHE: dict[tuple[str, int, int], pl.DataFrame] = {}
+
+
+def read_csv_cached(path: Path) -> pl.DataFrame:
+    """A CSV table read once per process (memoised on path, size, mtime), strictly: ragged rows are errors."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _CSV_CACHE:
+        _CSV_CACHE[key] = pl.read_csv(path, infer_schema_length=10_000)
+    return _CSV_CACHE[key]
 
 
 _GZIP_CACHE: dict[tuple[str, int, int], pl.DataFrame] = {}
@@ -82,7 +143,10 @@ def cached_sha256(path: Path) -> str:
 
 
 def count_rows(path: Path) -> int:
-    return int(read_table_file(path).select(pl.len()).collect().item())
+    try:
+        return int(read_table_file(path).select(pl.len()).collect().item())
+    except pl.exceptions.PolarsError as exc:
+        raise SourceError(f"cannot read {path}: {' '.join(str(exc).split())[:300]}") from None
 
 
 class SnapshotSource(Source):
@@ -126,10 +190,32 @@ class SnapshotSource(Source):
         if not path.exists():
             return {}
         try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"{path}: invalid JSON ({exc})") from exc
-        return data
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SourceError(f"{path}: invalid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise SourceError(f"{path}: a snapshot manifest must be a JSON object")
+        types = {
+            "datastack": str,
+            "materialization_version": int,
+            "timestamp": str,
+            "version_label": str,
+            "position_resolution_nm": list,
+            "tables": dict,
+        }
+        for key, kind in types.items():
+            if data.get(key) is not None and (not isinstance(data[key], kind) or isinstance(data[key], bool)):
+                raise SourceError(f"{path}: field {key!r} must be {kind.__name__}, got {data[key]!r}")
+        resolution = data.get("position_resolution_nm")
+        if resolution is not None and (
+            len(resolution) != 3 or not all(isinstance(v, int | float) and v > 0 for v in resolution)
+        ):
+            raise SourceError(f"{path}: position_resolution_nm must be three positive numbers, got {resolution!r}")
+        for table, entry in data.get("tables", {}).items():
+            if not isinstance(entry, dict):
+                raise SourceError(f"{path}: tables.{table} must be an object, got {entry!r}")
+        result: dict[str, Any] = data
+        return result
 
     def _discover(self) -> dict[str, list[Path]]:
         files: dict[str, list[Path]] = {}
@@ -144,6 +230,12 @@ class SnapshotSource(Source):
                     if parts:
                         files.setdefault(entry.name, []).extend(parts)
                 elif (name := _table_name(entry)) is not None:
+                    twin = next((p for p in files.get(name, []) if p.parent == root), None)
+                    if twin is not None:
+                        raise SourceError(
+                            f"table {name!r} is in {root} twice, as {twin.name} and {entry.name}: keep one (both "
+                            f"would be read as parts of one table and every row counted twice)"
+                        )
                     files.setdefault(name, []).append(entry)
         return files
 
@@ -223,7 +315,15 @@ class SnapshotSource(Source):
 
     def table_fingerprint(self, table: str) -> dict[str, Any]:
         files = self.files(table)
-        return {"rows": sum(count_rows(p) for p in files), "sha256": [cached_sha256(p) for p in files]}
+        hashes = [cached_sha256(p) for p in files]
+        for path, digest in zip(files, hashes, strict=True):
+            declared = self._root_entry(path, table).get("sha256")
+            if declared and len(files) == 1 and declared != digest:
+                raise SourceError(
+                    f"table {table!r}: {path} does not match the SHA-256 its snapshot manifest records: the file "
+                    f"was modified or corrupted after it was fetched; fetch it again"
+                )
+        return {"rows": sum(count_rows(p) for p in files), "sha256": hashes}
 
     def reopen_config(self) -> dict[str, Any]:
         return {
