@@ -75,6 +75,9 @@ def _store(config: Config | None, store: Path | None) -> Any:
 CLI_ERRORS = (CellFeaturesError, OSError, pl.exceptions.PolarsError, ValueError)
 
 
+OS_ERROR_MARKERS = {"os error 28": 28, "os error 30": 30, "os error 13": 13}  # the engine's IO errors
+
+
 def describe_error(exc: BaseException) -> str:
     """One clear message: what failed and on which file, without a traceback."""
     import errno
@@ -83,9 +86,12 @@ def describe_error(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
-        if exc.errno == errno.ENOSPC:
+        code = exc.errno or next((c for marker, c in OS_ERROR_MARKERS.items() if marker in str(exc)), None)
+        if code == errno.EROFS:
+            return f"read-only file system{where}: write the store, datasets or output somewhere writable"
+        if code == errno.ENOSPC:
             return f"no space left on the device{where}; nothing half-written was published: free space and rerun"
-        if isinstance(exc, PermissionError):
+        if isinstance(exc, PermissionError) or code == errno.EACCES:
             return f"permission denied{where}: the store, dataset or output directory is not writable by you"
         return f"{exc.strerror or exc}{where}"
     if isinstance(exc, pl.exceptions.PolarsError):

@@ -13,6 +13,7 @@ pipeline code version). Building the same inputs again finds the version and doe
 from __future__ import annotations
 
 import builtins
+import errno
 import hashlib
 import json
 import os
@@ -59,6 +60,17 @@ MANIFEST_FIELDS: dict[str, type] = {
     "families": dict,
 }
 Progress = Callable[[str], None]
+
+
+_OS_ERRORS = {"os error 28": errno.ENOSPC, "os error 30": errno.EROFS, "os error 13": errno.EACCES}
+
+
+def raise_os_error(exc: Exception, where: Path) -> None:
+    """An engine error that is really the operating system's (full disk, read-only, denied) becomes an OSError."""
+    text = str(exc)
+    for marker, code in _OS_ERRORS.items():
+        if marker in text:
+            raise OSError(code, os.strerror(code), str(where)) from None
 
 
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}
@@ -400,6 +412,7 @@ class FeatureStore:
                     raise StoreError(f"family {name!r} produced columns {got}, catalogue declares {declared}")
                 lf.sink_parquet(family_dir / f"{name}.parquet", engine="streaming")
             except pl.exceptions.PolarsError as exc:
+                raise_os_error(exc, family_dir)
                 tables = ", ".join(sorted(set(module.inputs(cfg)) | (ctx.used_tables - before))) or "its inputs"
                 first = " ".join(str(exc).split())[:300]
                 raise SourceError(

@@ -44,7 +44,7 @@ class ServerConfig:
     row_limit: int = 200_000
     fail_every: int = 0  # 0: never; n: every n-th query request answers `fail_status`
     fail_status: int = 503
-    retry_after_s: float | None = None  # sent as Retry-After with injected failures
+    retry_after_s: int | None = None  # sent as Retry-After (whole seconds, as HTTP says) with injected failures
     announce_cap: bool = True  # False: cap silently (no Warning header), as some proxies do
     drop_rows: int = 0  # answer this many rows fewer than asked, silently (an inconsistent server)
     delay_s: float = 0.0  # answer every data query this much later (a slow server)

@@ -517,7 +517,8 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
             raw_tags = validate(raw_tags.collect(), WIRE_MODELS["synapse_tag"], tag_table).lazy()
         tags = canonical_synapse_tags(raw_tags)
     cells = attributable_cells(ctx.identity)
-    if label_table:
+    if label_table:  # the partner-label table is validated like any label table: it shapes E/I fractions
+        validate(ctx.collect(label_table), WIRE_MODELS["cell_type"], label_table)
         check_spellings(ctx.scan(label_table), label_table)
     classes = partner_classes(ctx.scan(label_table), ctx.identity).collect() if label_table else None
     roots = root_sets(cells, nucleus_roots(ctx.identity), classes)

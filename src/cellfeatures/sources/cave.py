@@ -374,10 +374,13 @@ class CaveFetcher:
     # ------------------------------------------------------------ fetching
     def fetch_chunk(self, table: str, chunk: dict[str, Any]) -> pl.DataFrame:
         """One chunk, proven complete: rows == its count, ids unique. A capped answer is split and refetched."""
-        df = self._query(table, chunk["filters"])
-        frame = pl.from_pandas(df) if not isinstance(df, pl.DataFrame) else df
-        if frame.height < chunk["expected"]:
-            frame = self._refetch_split(table, chunk, frame.height)
+        if self.learned_row_cap is not None and chunk["expected"] > self.learned_row_cap:
+            frame = self._refetch_split(table, chunk, 0)  # planned before the cap was known: split it first
+        else:
+            df = self._query(table, chunk["filters"])
+            frame = pl.from_pandas(df) if not isinstance(df, pl.DataFrame) else df
+            if frame.height < chunk["expected"]:
+                frame = self._refetch_split(table, chunk, frame.height)
         if frame.height != chunk["expected"]:
             raise IncompleteFetchError(
                 f"table {table!r}: a chunk returned {frame.height} rows but its count is {chunk['expected']}, "
@@ -395,7 +398,7 @@ class CaveFetcher:
         """
         expected = chunk["expected"]
         cap = self.learned_row_cap
-        if cap is None or cap >= expected:
+        if cap is None or cap >= expected:  # no known cap explains it
             if cap is not None or got == 0:
                 raise IncompleteFetchError(
                     f"table {table!r}: a chunk returned {got} rows but its count is {expected}, within the row cap "
