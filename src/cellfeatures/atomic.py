@@ -74,7 +74,7 @@ def remove_stale_builds(parent: Path) -> list[Path]:
     return removed
 
 
-def write_file_atomically(final: Path, write: Callable[[Path], None]) -> Path:
+def write_file_atomically(final: Path, write: Callable[[Path], object]) -> Path:
     """Run `write(tmp)` on a hidden sibling file, then rename it to `final`: a reader never sees half a file."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"

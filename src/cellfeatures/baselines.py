@@ -23,6 +23,7 @@ SHA-256 of the file); loading refuses a file whose hash or dataset id does not m
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -271,12 +272,15 @@ class FitTask:
     keep_model: bool = False
 
 
-def _fit_one(task: FitTask) -> tuple[tuple[str, int, int | str], np.ndarray, np.ndarray, Any]:
-    """Fit and predict with one BLAS/OpenMP thread (small data: a thread team only spins)."""
+def _fit_one(task: FitTask, threads: int | None = 1) -> tuple[tuple[str, int, int | str], np.ndarray, np.ndarray, Any]:
+    """Fit and predict with one BLAS/OpenMP thread (small data: a thread team only spins).
+
+    threads=None leaves the libraries' default thread teams (what the benchmark compares against).
+    """
     from sklearn.base import clone
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=threads) if threads else contextlib.nullcontext():
         model = make_model(task.model, task.names, task.seed) if isinstance(task.model, str) else clone(task.model)
         model.fit(task.x_train, task.y_train)
         pred = np.asarray(model.predict(task.x_test)).astype(str).astype(object)
@@ -289,8 +293,10 @@ def _fit_one(task: FitTask) -> tuple[tuple[str, int, int | str], np.ndarray, np.
     )
 
 
-def run_fits(tasks: list[FitTask], progress: Progress | None = None, n_jobs: int | None = None) -> dict[Any, Any]:
-    """Every fit, in worker processes sized to the cores available (`os.sched_getaffinity`)."""
+def run_fits(
+    tasks: list[FitTask], progress: Progress | None = None, n_jobs: int | None = None, threads: int | None = 1
+) -> dict[Any, Any]:
+    """Every fit, in worker processes sized to the cores available (`os.sched_getaffinity`), one thread each."""
     from joblib import Parallel, delayed
 
     from cellfeatures.runtime import available_cores
@@ -298,10 +304,10 @@ def run_fits(tasks: list[FitTask], progress: Progress | None = None, n_jobs: int
     jobs = max(1, min(n_jobs or available_cores(), len(tasks)))
     results: dict[Any, Any] = {}
     if jobs == 1:
-        stream: Any = (_fit_one(t) for t in tasks)
+        stream: Any = (_fit_one(t, threads) for t in tasks)
     else:
         stream = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
-            delayed(_fit_one)(t) for t in tasks
+            delayed(_fit_one)(t, threads) for t in tasks
         )
     for done, (key, pred, proba, model) in enumerate(stream, start=1):
         results[key] = (pred, proba, model)

@@ -469,8 +469,15 @@ def baseline(
     store: StoreOpt = None,
     seeds: Annotated[str, typer.Option(help="comma-separated seeds (each re-draws the split)")] = "0,1,2",
     models: Annotated[str | None, typer.Option(help="comma-separated models (default: all)")] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="your own estimator: module:callable returning a scikit-learn estimator"),
+    ] = None,
 ) -> None:
-    """Floors, trained baselines and every existing model table, scored alike; writes leaderboard + report."""
+    """Floors, trained baselines and every existing model table, scored alike; writes leaderboard + report.
+
+    Example: cellfeatures baseline column_types --seeds 0,1 --model mylab.models:make_knn
+    """
     from cellfeatures.datasets import find_dataset
     from cellfeatures.report import baseline_report
 
@@ -478,12 +485,14 @@ def baseline(
         cfg = _config(config)
         ds = find_dataset(name, cfg.datasets_root)
         chosen = tuple(m.strip() for m in models.split(",")) if models else None
+        custom = dict(_load_estimator(spec) for spec in model or [])
         with _fit_progress() as progress:
             report, created = baseline_report(
                 _store(cfg, store),
                 ds,
                 seeds=_int_list(seeds, "--seeds"),
                 models=chosen,
+                custom=custom or None,
                 root=cfg.datasets_root,
                 progress=progress,
             )
@@ -491,6 +500,116 @@ def baseline(
         console.print(f"report: {report}" + ("" if created else " (already computed)"))
     except CLI_ERRORS as exc:
         _fail(exc)
+
+
+def _load_estimator(spec: str) -> tuple[str, Any]:
+    """`module:callable` -> (callable name, the estimator it returns); clear errors for each way it can fail."""
+    import importlib
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"--model needs module:callable (e.g. mylab.models:make_knn), got {spec!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # the working directory, as `python -m` would
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"--model {spec}: cannot import {module_name!r} ({exc})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ConfigError(f"--model {spec}: {module_name} has no callable {attr!r}")
+    estimator = factory()
+    if not (hasattr(estimator, "fit") and hasattr(estimator, "predict")):
+        raise ConfigError(f"--model {spec}: {attr}() returned {type(estimator).__name__}, not an estimator")
+    return attr, estimator
+
+
+def _latest_report(ds: Any) -> Path | None:
+    reports = sorted((ds.path / "baselines").glob("*/REPORT.md"), key=lambda p: p.stat().st_mtime)
+    return reports[-1].parent if reports else None
+
+
+@app.command()
+def score(
+    predictions: Annotated[
+        Path, typer.Argument(help="Parquet/CSV file: nucleus_id (or target_id, or pt_root_id) + cell_type")
+    ],
+    dataset_name: Annotated[
+        str, typer.Option("--dataset", help="dataset name, <name>/<id>, id prefix or path")
+    ] = "column_types",
+    name: Annotated[str | None, typer.Option(help="entry name on the leaderboard (default: the file's stem)")] = None,
+    materialization_version: Annotated[
+        int | None, typer.Option(help="for a root-keyed file: the materialization version its root ids belong to")
+    ] = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Score anyone's prediction table on the dataset's test cells; add it to the latest report.
+
+    Example: cellfeatures score my_predictions.parquet --dataset column_types --name my-model
+    """
+    from cellfeatures.datasets import check_name, find_dataset
+    from cellfeatures.scoring import score_file
+
+    try:
+        cfg = _config(config)
+        ds = find_dataset(dataset_name, cfg.datasets_root)
+        entry = check_name(name or predictions.stem, "entry name")
+        report = _latest_report(ds)
+        row = score_file(
+            predictions, ds, _store(cfg, store), entry, report=report, materialization_version=materialization_version
+        )
+    except CLI_ERRORS as exc:
+        _fail(exc)
+        return
+    console.print(
+        f"{entry}: coverage {row['coverage']:.1%}; all test cells: accuracy {row['accuracy_mean']:.3f} "
+        f"[{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}], balanced accuracy "
+        f"{row['balanced_accuracy_mean']:.3f}; file SHA-256 {row['file_sha256'][:16]}"
+    )
+    if row.get("covered_accuracy") is not None:
+        paired = (
+            f"; {row['paired_vs']} on the same cells {row['paired_model_accuracy']:.3f} "
+            f"(McNemar p {row['paired_p_value']:.4f})"
+            if row.get("paired_vs")
+            else ""
+        )
+        console.print(f"on the {row['covered_n']:,} cells it covers: accuracy {row['covered_accuracy']:.3f}{paired}")
+    console.print(f"added to {report}" if report else "no baseline report yet: run `cellfeatures baseline` to compare")
+
+
+@app.command()
+def predict(
+    dataset_name: Annotated[str, typer.Argument(help="dataset name, <name>/<id>, id prefix or path")] = "column_types",
+    model: Annotated[str, typer.Option(help="a baseline model name, or module:callable")] = "hist_gradient_boosting",
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Fit on all labelled cells, predict every cell passing the dataset's filters; a CAVE-style table + card.
+
+    Example: cellfeatures predict column_types --model logistic_regression
+    """
+    from cellfeatures.datasets import find_dataset
+    from cellfeatures.predict import write_predictions
+
+    try:
+        cfg = _config(config)
+        ds = find_dataset(dataset_name, cfg.datasets_root)
+        estimator: Any = model
+        name = model
+        if ":" in model:
+            name, estimator = _load_estimator(model)
+        with console.status(f"fitting {name} on {ds.card['cells']:,} cells and predicting every cell"):
+            path = write_predictions(_store(cfg, store), ds, estimator, name, _latest_report(ds))
+        table = pl.read_parquet(path)
+    except CLI_ERRORS as exc:
+        _fail(exc)
+        return
+    console.print(
+        f"{table.height:,} cells predicted ({int(table['labelled'].sum()):,} were training cells, "
+        f"{int(table['out_of_range'].sum()):,} outside the training range) → {path}"
+    )
+    console.print(f"model card: {path.parent / 'MODEL_CARD.md'}; compare: cellfeatures labels early_model {path}")
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:
@@ -573,15 +692,29 @@ def export(
 
 def _compare_labels(cfg: Config, a: str, b: str, level: str) -> tuple[Any, Any, Any, Any]:
     """Two label sets of the config's source and their agreement, raw spellings and at `level`."""
-    from cellfeatures.labels import agreement, label_sources, load_labels
+    from cellfeatures.labels import LabelSourceSpec, agreement, label_sources, load_labels
     from cellfeatures.sources.factory import make_source
+    from cellfeatures.sources.snapshot import SnapshotSource
 
     known = label_sources(cfg.raw.get("labels"))
+    source: Any = None
+    loaded = []
     for name in (a, b):
+        path = Path(name)
+        if name not in known and path.is_file():  # a prediction table written by `cellfeatures predict`
+            table = path.name.split(".")[0]
+            spec = LabelSourceSpec(table, (table,), "model", f"cell-type table {path}")
+            loaded.append(load_labels(SnapshotSource(path.parent), spec))
+            continue
         if name not in known:
-            raise ConfigError(f"unknown label source {name!r}; known: {', '.join(known)}")
-    source = make_source(cfg.source, cfg.tables_needed())
-    la, lb = load_labels(source, known[a]), load_labels(source, known[b])
+            import difflib
+
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown label source {name!r}{hint}; known: {', '.join(known)} (or a table file)")
+        source = source or make_source(cfg.source, cfg.tables_needed())
+        loaded.append(load_labels(source, known[name]))
+    la, lb = loaded
     return la, lb, agreement(la, lb, "raw"), agreement(la, lb, level)
 
 

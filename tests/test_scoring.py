@@ -1,0 +1,152 @@
+"""Scoring anyone's predictions: files keyed three ways, both coverage views, the paired test, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from cellfeatures.cli import app
+from cellfeatures.config import default_config
+from cellfeatures.datasets import DatasetSpec, build_dataset
+from cellfeatures.errors import ConfigError, SchemaError
+from cellfeatures.predict import PredictionTable, cells_to_predict, write_predictions
+from cellfeatures.report import baseline_report
+from cellfeatures.schemas import validate
+from cellfeatures.scoring import read_predictions, score_file
+from cellfeatures.sources.sample import sample_data_dir
+from cellfeatures.splits import SplitSpec
+from cellfeatures.store import FeatureStore
+
+EARLY = "soma_nuc_model_83_1_v117"
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("score")
+    store = FeatureStore(root / "features")
+    store.build(default_config())
+    spec = DatasetSpec(
+        "types",
+        exclude=("pos_*", "qc_*"),
+        split=SplitSpec("spatial", folds=5, seed=0, block_um=50, buffer_um=15, locked_fraction=0.15),
+    )
+    ds = build_dataset(store, spec, root / "datasets")
+    report, _ = baseline_report(
+        store,
+        ds,
+        seeds=(0,),
+        models=("majority", "logistic_regression"),
+        existing=("early_model",),
+        root=root / "datasets",
+    )
+    return store, ds, report.parent, root
+
+
+def test_the_early_model_exported_to_a_file_reproduces_the_built_in_row(reported, tmp_path: Path) -> None:
+    store, ds, report, _root = reported
+    exported = tmp_path / "early.parquet"
+    pl.read_parquet(sample_data_dir() / f"{EARLY}.parquet").write_parquet(exported)  # a CAVE table: target_id
+    built_in = pl.read_csv(report / "leaderboard.csv").filter(pl.col("entry") == f"table:{EARLY}").row(0, named=True)
+    row = score_file(exported, ds, store, "early-from-file", report=report)
+    for key in (
+        "accuracy_mean",
+        "balanced_accuracy_mean",
+        "macro_f1_mean",
+        "coverage",
+        "covered_accuracy",
+        "paired_model_accuracy",
+        "paired_p_value",
+        "locked_accuracy",
+    ):
+        assert row[key] == pytest.approx(built_in[key], abs=1e-6), key
+    board = pl.read_csv(report / "leaderboard.csv")
+    added = board.filter(pl.col("entry") == "early-from-file").row(0, named=True)
+    assert added["source"] == row["file_sha256"] and added["kind"] == "external" and not added["headline"]
+    assert "early-from-file" in (report / "REPORT.md").read_text()
+
+
+def test_a_root_keyed_file_scores_like_its_nucleus_keyed_twin(reported, tmp_path: Path) -> None:
+    store, ds, _report, _root = reported
+    matrix = store.load(ds.card["feature_version"], columns=["root_id"])
+    labels = ds.data.select("nucleus_id", pl.col(ds.label).alias("cell_type")).with_columns(
+        pl.when(pl.col("nucleus_id") % 4 == 0).then(pl.lit("23P")).otherwise(pl.col("cell_type")).alias("cell_type")
+    )
+    by_nucleus = tmp_path / "by_nucleus.csv"
+    labels.write_csv(by_nucleus)
+    by_root = tmp_path / "by_root.parquet"
+    labels.join(matrix, on="nucleus_id").select(pl.col("root_id").alias("pt_root_id"), "cell_type").write_parquet(
+        by_root
+    )
+    version = store.manifest(ds.card["feature_version"])["source"]["materialization_version"]
+    a = score_file(by_nucleus, ds, store, "a")
+    b = score_file(by_root, ds, store, "b", materialization_version=version or 0)
+    for key in ("accuracy_mean", "balanced_accuracy_mean", "coverage"):
+        assert a[key] == pytest.approx(b[key]), key
+    with pytest.raises(ConfigError, match="say which materialization version"):
+        read_predictions(by_root, ds, store)
+
+
+def test_planted_predictions_score_to_hand_computed_numbers(reported, tmp_path: Path) -> None:
+    store, ds, _report, _root = reported
+    truth = ds.data.select("nucleus_id", pl.col(ds.label).alias("truth")).sort("nucleus_id")
+    rows = truth.rows()
+    planted = pl.DataFrame(
+        {
+            "nucleus_id": [n for n, _ in rows[::2]],  # half the cells: coverage 50% of every fold's test cells
+            "cell_type": [t if i % 4 else ("4P" if t != "4P" else "23P") for i, (_, t) in enumerate(rows[::2])],
+        }
+    )
+    path = tmp_path / "planted.parquet"
+    planted.write_parquet(path)
+    row = score_file(path, ds, store, "planted")
+    tested = ds.splits.filter(pl.col("fold_0").is_not_null())
+    covered = planted.join(truth, on="nucleus_id").join(
+        ds.splits.filter(pl.any_horizontal(pl.col(f) == "test" for f in ds.folds)).select("nucleus_id"), on="nucleus_id"
+    )
+    n_test = ds.splits.filter(pl.any_horizontal(pl.col(f) == "test" for f in ds.folds)).height
+    right = (covered["cell_type"] == covered["truth"]).sum()
+    assert tested.height > 0
+    assert row["coverage"] == pytest.approx(covered.height / n_test)
+    assert row["accuracy_mean"] == pytest.approx(right / n_test), "all-cells view: no prediction is wrong"
+    assert row["covered_accuracy"] == pytest.approx(right / covered.height), "covered view"
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (
+            pl.DataFrame({"nucleus_id": [1, 2], "cell_type": ["23P", "pyramid?"]}),
+            "spellings the vocabulary does not know",
+        ),
+        (pl.DataFrame({"nucleus_id": [1, 1], "cell_type": ["23P", "4P"]}), "predicted more than once"),
+        (pl.DataFrame({"cell": [1], "cell_type": ["23P"]}), "no key column"),
+        (pl.DataFrame({"nucleus_id": [1], "guess": ["23P"]}), "no label column"),
+    ],
+)
+def test_bad_prediction_files_get_clear_errors(reported, tmp_path: Path, frame: pl.DataFrame, message: str) -> None:
+    store, ds, _report, _root = reported
+    path = tmp_path / "bad.parquet"
+    frame.write_parquet(path)
+    with pytest.raises(SchemaError, match=message):
+        read_predictions(path, ds, store)
+
+
+def test_predict_covers_every_filtered_cell_once_and_validates(reported) -> None:
+    store, ds, report, _root = reported
+    path = write_predictions(store, ds, "logistic_regression", "logistic_regression", report)
+    table = pl.read_parquet(path)
+    validate(table, PredictionTable, "predictions")
+    cells, _notes = cells_to_predict(store, ds)
+    assert table["target_id"].sort().equals(cells["nucleus_id"].sort().rename("target_id"))
+    assert table["labelled"].sum() == ds.data.height
+    probabilities = table.select([c for c in table.columns if c.startswith("p_")]).to_numpy()
+    assert abs(probabilities.sum(axis=1) - 1).max() < 1e-9
+    card = (path.parent / "MODEL_CARD.md").read_text()
+    assert "Known confusions" in card and ds.card["feature_version"] in card
+    runner = CliRunner()
+    compared = runner.invoke(app, ["labels", "early_model", str(path), "--level", "type"])
+    assert compared.exit_code == 0, compared.output
+    assert "raw spellings agree" in compared.output
