@@ -109,3 +109,35 @@ def test_find_dataset_by_name_id_and_path(store: FeatureStore, tmp_path: Path) -
     assert find_dataset("types", tmp_path).path == ds.path
     assert find_dataset(ds.id[:6], tmp_path).path == ds.path
     assert find_dataset(str(ds.path)).path == ds.path
+
+
+def test_synthetic_features_from_a_generator_that_saw_the_label_are_refused(
+    store: FeatureStore, tmp_path: Path
+) -> None:
+    """The sample's synthetic tables follow the early model's class: labelling by it must refuse them."""
+    spec = DatasetSpec(
+        "early",
+        label="early_model",
+        level="class",
+        origins=("real", "derived", "synthetic"),
+        exclude=("pos_*", "qc_*", "syn_*_frac_exc", "syn_*_frac_inh", "syn_*_frac_partner_labelled"),
+    )
+    with pytest.raises(LeakageError, match="generator saw the label's table"):
+        build_dataset(store, spec, tmp_path)
+    manual = DatasetSpec(
+        "manual", label="manual", level="class", origins=("real", "derived", "synthetic"), exclude=("pos_*", "qc_*")
+    )
+    ds = build_dataset(store, manual, tmp_path)
+    assert "synthetic" in set(ds.card["feature_origins"].values()), "the manual label was never seen by the generator"
+
+
+def test_synthetic_features_are_not_in_the_default_origins() -> None:
+    assert DatasetSpec("x").origins == ("real", "derived")
+
+
+def test_names_cannot_escape_their_root() -> None:
+    from cellfeatures.errors import ConfigError
+
+    for name in ("../x", "/tmp/x", "a/b", "..", ""):
+        with pytest.raises(ConfigError, match="is not allowed"):
+            DatasetSpec(name)

@@ -28,8 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
         return
-    kinds = [k for k in ("corruption", "fault") if k in report.keywords]
-    for kind in kinds:
+    kind = next((k for k in ("corruption", "fault") if k in report.keywords), None)  # one kind per case
+    if kind is not None:
         _OUTCOMES[(kind, report.outcome)] += 1
 
 

@@ -445,3 +445,16 @@ def test_a_damaged_matrix_is_noticed_not_trained_on(built_store: FeatureStore, s
     if damage != "deleted":  # a deleted matrix hides the version from list; a damaged one is refused on load
         with pytest.raises(Exception, match="damaged"):
             built_store.load(version)
+
+
+@pytest.mark.corruption
+def test_a_fetched_table_edited_afterwards_is_refused_by_its_checksum(served: Path, tmp_path: Path) -> None:
+    from cellfeatures.sources.snapshot import SnapshotSource
+
+    with CaveTestServer(ServerConfig(snapshot=served)) as server:
+        path, _r, _f = fetch_tables(cfg(server), ["types"], out=tmp_path / "snap")
+    assert SnapshotSource(path).fingerprint()["tables"]["types"]["rows"] == 3_000
+    frame = pl.read_parquet(path / "types.parquet")
+    frame.with_columns(pl.col("cell_type").replace({"BC": "4P"})).write_parquet(path / "types.parquet")
+    with pytest.raises(SourceError, match="does not match the SHA-256"):
+        SnapshotSource(path).fingerprint()
