@@ -1,12 +1,13 @@
 """Benchmark: the baseline stage on the embedded sample, quiet and with CPU burners, before and after.
 
-    python benchmarks/baselines.py [--burners 2] [--timeout 900] [--modes after,before,fit]
+    python benchmarks/baselines.py [--burners 2] [--timeout 900] [--modes fit,after,before,run]
 
 "after" is what cellfeatures does now: every (model, seed, fold) fit in worker processes sized to the
 cores this process may use, each fit with one BLAS/OpenMP thread. "before" is what it did: the same fits
 one after another in this process with the libraries' default thread teams (OpenMP spins a team per
 core). "fit" times one HistGradientBoostingClassifier fit on the type-level training fold (about a
-thousand cells x 14 features) both ways. Burners are `yes > /dev/null` processes, one per requested
+thousand cells x 14 features) both ways. "run" times the whole `cellfeatures run` (features, datasets,
+baselines, report) from an empty store, as a user types it. Burners are `yes > /dev/null` processes, one per requested
 burner, started before and killed after each loaded measurement. Each measurement runs in its own
 subprocess (its own thread pools), with a timeout; prints one Markdown table.
 """
@@ -56,6 +57,13 @@ def measure(mode: str, burners: int, timeout: float, store: str, datasets: str) 
     procs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(burners)]
     try:
         t0 = time.perf_counter()
+        if mode == "run":
+            with tempfile.TemporaryDirectory() as cwd:
+                command = [sys.executable, "-m", "cellfeatures.cli", "run"]
+                proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+            if proc.returncode != 0:
+                return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1]}
+            return {"seconds": time.perf_counter() - t0}
         proc = subprocess.run(
             [sys.executable, "-c", CHILD, mode, store, datasets], capture_output=True, text=True, timeout=timeout
         )
@@ -86,6 +94,8 @@ def main() -> None:
         plan.append(("baseline stage, after (processes x 1 thread)", "after"))
     if "before" in modes:
         plan.append(("baseline stage, before (sequential, default threads)", "before"))
+    if "run" in modes:
+        plan.append(("`cellfeatures run` from an empty store", "run"))
     cores = len(os.sched_getaffinity(0))
     machine = platform.processor() or platform.machine()
     print(f"machine: {machine}, {cores} usable cores, python {platform.python_version()}")

@@ -170,7 +170,14 @@ def coerce_wire(lf: pl.LazyFrame, table: str) -> pl.LazyFrame:
         elif _TIME_COLUMNS.match(name):
             exprs.append(_time_expr(name, dtype))
         elif _POSITION_SPLIT.match(name) or name == "superceded_id":
-            exprs.append(pl.col(name).cast(pl.Float64))
+            if dtype == pl.String:
+                col = pl.col(name).str.strip_chars()
+                n, shown = _examples(lf, col.is_not_null() & col.cast(pl.Float64, strict=False).is_null(), name)
+                if n:
+                    raise _refuse(table, name, "are not numbers", n, shown)
+                exprs.append(col.cast(pl.Float64, strict=False))
+            else:
+                exprs.append(pl.col(name).cast(pl.Float64))
         elif _INT_COLUMNS.match(name) and dtype != pl.Int64:
             _check_int(lf, name, dtype, table)
             if dtype.is_float():

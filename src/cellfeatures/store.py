@@ -385,7 +385,14 @@ class FeatureStore:
     ) -> dict[str, Any]:
         nucleus_table = config.identity["nucleus_table"]
         say(f"identity: {nucleus_table}")
-        identity = identity_map(load_identity_nucleus(source, nucleus_table))
+        try:
+            identity = identity_map(load_identity_nucleus(source, nucleus_table))
+        except pl.exceptions.PolarsError as exc:
+            raise_os_error(exc, tmp)
+            first = " ".join(str(exc).split())[:300]
+            raise SourceError(
+                f"table {nucleus_table!r} could not be read as a nucleus table ({type(exc).__name__}: {first})"
+            ) from None
         family_dir = tmp / "families"
         family_dir.mkdir()
         (tmp / "scratch").mkdir()

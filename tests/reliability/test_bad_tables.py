@@ -393,7 +393,23 @@ def test_a_bad_config(base_snapshot: Path, tmp_path: Path, old: str, new: str, m
 
 
 @pytest.mark.corruption
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize("_example", ["nucleus position ''"])
+def test_an_empty_string_position_found_by_hypothesis(base_snapshot: Path, tmp_path: Path, _example: str) -> None:
+    """Found by the random-garbage test below: '' in a CSV position column used to be an engine error."""
+
+    def mutate(snap: Path, name: str) -> None:
+        frame = pl.read_parquet(_path(snap, name))
+        values = frame["pt_position_x"].cast(pl.String).to_list()
+        values[0] = ""
+        frame.with_columns(pl.Series("pt_position_x", values)).write_csv(snap / f"{name}.csv")
+        _path(snap, name).unlink()
+
+    code, output, store = build_case(base_snapshot, tmp_path, NUCLEUS, mutate)
+    assert_clean_error(code, output, store, (NUCLEUS,))
+
+
+@pytest.mark.corruption
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     table=st.sampled_from(sorted(KEY)),
     column_index=st.integers(0, 20),
