@@ -51,6 +51,8 @@ TRAINED_MODELS = (
 )
 DEPTH_FEATURE = "soma_depth_um"
 RANKING_METRIC = "balanced_accuracy"
+# Bumped whenever a model's definition changes: part of every cached report's key.
+MODELS_VERSION = "2"
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
 MIN_HEADLINE_COVERAGE = 0.5  # a prediction table covering fewer test cells is listed, not headlined
 
@@ -330,7 +332,7 @@ class EntryResult:
     per_fold: list[dict[str, Any]]  # {seed, fold, n, accuracy, ...}
     origins: list[str]
     predictions: pl.DataFrame  # seed, fold, nucleus_id, y_true, y_pred, p_<class>...
-    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # first seed, bootstrap 95%
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # of the seed mean, bootstrap 95%
     coverage: float | None = None
     covered: dict[str, Any] | None = None  # accuracy on the covered cells + paired test vs the best model
     locked: dict[str, Any] | None = None  # metrics on the locked test set
@@ -365,16 +367,30 @@ def _blocks(ds: Dataset) -> dict[int, int]:
     return dict(zip(ds.splits["nucleus_id"].to_list(), ds.splits["block"].to_list(), strict=True))
 
 
-def _intervals(ds: Dataset, predictions: pl.DataFrame, classes: list[str]) -> dict[str, tuple[float, float]]:
-    """Bootstrap intervals on the first seed's pooled predictions, resampling spatial blocks when there are any."""
-    from cellfeatures.stats import bootstrap_metrics
+def _intervals(
+    datasets: dict[int, Dataset], predictions: pl.DataFrame, classes: list[str]
+) -> dict[str, tuple[float, float]]:
+    """95% bootstrap intervals of the seed-averaged pooled metrics (the numbers the leaderboard reports).
 
-    first = predictions.filter(pl.col("seed") == predictions["seed"][0]) if predictions.height else predictions
-    blocks = _blocks(ds)
-    groups = np.array([blocks.get(n, -1) for n in first["nucleus_id"].to_list()])
-    use_groups = groups if blocks and (groups >= 0).all() else None
-    y_pred = [None if p == "<none>" else p for p in first["y_pred"].to_list()]
-    return bootstrap_metrics(first["y_true"].to_numpy(), np.array(y_pred, dtype=object), classes, use_groups)
+    Each replicate resamples the spatial blocks of every seed's split independently (cells when the
+    split has no blocks) and averages the seeds' metrics, so the interval describes the same quantity as
+    the mean beside it.
+    """
+    from cellfeatures.stats import bootstrap_replicates, percentile_interval
+
+    per_seed = []
+    for seed, ds in datasets.items():
+        part = predictions.filter(pl.col("seed") == seed)
+        if not part.height:
+            continue
+        blocks = _blocks(ds)
+        groups = np.array([blocks.get(n, -1) for n in part["nucleus_id"].to_list()])
+        use_groups = groups if blocks and (groups >= 0).all() else None
+        y_pred = np.array([None if p == "<none>" else p for p in part["y_pred"].to_list()], dtype=object)
+        per_seed.append(bootstrap_replicates(part["y_true"].to_numpy(), y_pred, classes, use_groups, seed=seed))
+    if not per_seed:
+        return {}
+    return {m: percentile_interval(np.mean([r[m] for r in per_seed], axis=0)) for m in per_seed[0]}
 
 
 def _prediction_frame(
@@ -474,7 +490,7 @@ def collect_trained(
         per_fold,
         _entry_origins(first, model, names),
         predictions,
-        intervals=_intervals(first, predictions, classes),
+        intervals=_intervals(datasets, predictions, classes),
         locked=locked,
         importances=importances,
     )
@@ -563,7 +579,7 @@ def evaluate_predictions(
         per_fold,
         origins,
         predictions,
-        intervals=_intervals(first, predictions, classes),
+        intervals=_intervals(datasets, predictions, classes),
         coverage=coverage,
         covered=covered,
         locked=locked,

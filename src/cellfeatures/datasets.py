@@ -317,7 +317,8 @@ def build_dataset(
     if frame.height == 0:
         raise StoreError(f"dataset {spec.name!r} has no cells left after filtering: {steps}")
 
-    split = make_split(frame.select("nucleus_id", "root_id", "pos_x_nm", "pos_z_nm", label_col), label_col, spec.split)
+    position = [c for c in ("pos_x_nm", "pos_y_nm", "pos_z_nm") if c in frame.columns]
+    split = make_split(frame.select("nucleus_id", "root_id", *position, label_col), label_col, spec.split)
     data = frame.select("nucleus_id", "root_id", label_col, *features).sort("nucleus_id")
     categories = {f: sorted(data[f].drop_nulls().unique().to_list()) for f in features if data[f].dtype == pl.String}
     card = _card(

@@ -35,7 +35,11 @@ PUBLISHED = {
 def report_key(
     dataset_id: str, seeds: tuple[int, ...], models: tuple[str, ...], existing: tuple[str, ...] | None
 ) -> str:
-    blob = json.dumps({"dataset": dataset_id, "seeds": seeds, "models": models, "existing": existing, "v": 2})
+    from cellfeatures.baselines import MODELS_VERSION
+
+    blob = json.dumps(
+        {"dataset": dataset_id, "seeds": seeds, "models": models, "existing": existing, "v": 2, "m": MODELS_VERSION}
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -207,7 +211,7 @@ def write_report(board: Leaderboard, out: Path, extra_boards: list[Leaderboard] 
         "",
         f"Ranking metric: **{RANKING_METRIC.replace('_', ' ')}** (orders every table; picks the best model, by "
         "cross-validation only). Each cell: mean over seeds of the pooled cross-validated value, its 95% "
-        "bootstrap interval [resampling whole spatial blocks, first seed] and (± the standard deviation over "
+        "bootstrap interval [resampling whole spatial blocks of every seed's split] and (± the standard deviation over "
         "folds). `leaderboard.csv`, `per_fold.csv` and `predictions.parquet` hold every number and prediction.",
         "",
     ]
@@ -291,7 +295,8 @@ def _board_section(board: Leaderboard, figures: Path) -> list[str]:
         lines += [
             "### Locked test set (never used for model selection)",
             "",
-            f"{locked['locked_n'][0]:,} cells in the high-x slab of the column, all depths; models refit on every "
+            f"{locked['locked_n'][0]:,} cells in the high-x slab of the column (following its slant, so every layer); "
+            "models refit on every "
             "cell outside the slab and its buffer band, scored once.",
             "",
             "| entry | balanced accuracy | accuracy |",

@@ -54,6 +54,53 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, float]:
     }
 
 
+def bootstrap_replicates(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    classes: list[str],
+    groups: np.ndarray | None = None,
+    *,
+    reps: int = 1000,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """`reps` bootstrap values of accuracy, balanced accuracy and macro-F1, resampling groups or cells.
+
+    Resamples whole groups (spatial blocks) when given, else cells; each replicate's confusion matrix is
+    the sum of the drawn groups' matrices, so a thousand replicates cost milliseconds.
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    k = len(classes)
+    t = np.array([index[str(v)] for v in y_true], dtype=np.int64)
+    p = np.array([index.get(str(v), k) if v is not None else k for v in y_pred], dtype=np.int64)
+    names = ("accuracy", "balanced_accuracy", "macro_f1")
+    if len(t) == 0:
+        return {m: np.full(reps, np.nan) for m in names}
+    if groups is None or len(np.unique(groups)) < 2:
+        g = np.arange(len(t))
+    else:
+        _, g = np.unique(groups, return_inverse=True)
+    n_groups = int(g.max()) + 1
+    per_group = np.zeros((n_groups, k * (k + 1)))
+    np.add.at(per_group, (g, t * (k + 1) + p), 1)
+    rng = np.random.default_rng([seed, 13])
+    weights = np.zeros((reps, n_groups))
+    for r in range(reps):
+        weights[r] = np.bincount(rng.integers(0, n_groups, size=n_groups), minlength=n_groups)
+    replicates = weights @ per_group
+    values = {m: np.empty(reps) for m in names}
+    for r, row in enumerate(replicates):
+        for name, v in metrics_from_confusion(row.reshape(k, k + 1)).items():
+            values[name][r] = v
+    return values
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    alpha = (1 - level) / 2
+    if not np.isfinite(values).any():
+        return float("nan"), float("nan")
+    return float(np.nanquantile(values, alpha)), float(np.nanquantile(values, 1 - alpha))
+
+
 def bootstrap_metrics(
     y_true: np.ndarray,
     y_pred: np.ndarray,
@@ -64,33 +111,6 @@ def bootstrap_metrics(
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals of accuracy, balanced accuracy and macro-F1 in one pass.
-
-    Resamples whole groups (spatial blocks) when given, else cells; each replicate's confusion matrix is
-    the sum of the drawn groups' matrices, so a thousand replicates cost milliseconds.
-    """
-    index = {c: i for i, c in enumerate(classes)}
-    k = len(classes)
-    t = np.array([index[str(v)] for v in y_true], dtype=np.int64)
-    p = np.array([index.get(str(v), k) if v is not None else k for v in y_pred], dtype=np.int64)
-    if len(t) == 0:
-        return {m: (float("nan"), float("nan")) for m in ("accuracy", "balanced_accuracy", "macro_f1")}
-    if groups is None or len(np.unique(groups)) < 2:
-        g = np.arange(len(t))
-    else:
-        _, g = np.unique(groups, return_inverse=True)
-    n_groups = int(g.max()) + 1
-    per_group = np.zeros((n_groups, k * (k + 1)))
-    np.add.at(per_group, (g, t * (k + 1) + p), 1)
-    rng = np.random.default_rng([seed, 13])
-    draws = rng.integers(0, n_groups, size=(reps, n_groups))
-    weights = np.zeros((reps, n_groups))
-    for r in range(reps):
-        weights[r] = np.bincount(draws[r], minlength=n_groups)
-    replicates = weights @ per_group
-    values: dict[str, list[float]] = {"accuracy": [], "balanced_accuracy": [], "macro_f1": []}
-    for row in replicates:
-        for name, v in metrics_from_confusion(row.reshape(k, k + 1)).items():
-            values[name].append(v)
-    alpha = (1 - level) / 2
-    return {name: (float(np.nanquantile(v, alpha)), float(np.nanquantile(v, 1 - alpha))) for name, v in values.items()}
+    """Percentile bootstrap intervals of accuracy, balanced accuracy and macro-F1 (see bootstrap_replicates)."""
+    replicates = bootstrap_replicates(y_true, y_pred, classes, groups, reps=reps, seed=seed)
+    return {name: percentile_interval(v, level) for name, v in replicates.items()}
