@@ -143,3 +143,29 @@ def test_the_locked_slab_is_the_same_for_every_seed_and_never_in_cross_validatio
     train = joined.filter(pl.col("locked") == "train").select(pl.col("pos_x_nm") / 1000, pl.col("pos_z_nm") / 1000)
     test = locked.select(pl.col("pos_x_nm") / 1000, pl.col("pos_z_nm") / 1000)
     assert cdist(train.to_numpy(), test.to_numpy()).min() >= 10
+
+
+def test_the_locked_slab_follows_a_slanted_column_and_buffers_in_3d() -> None:
+    rng = np.random.default_rng(3)
+    n = 800
+    depth = rng.uniform(0, 800_000, n)  # nm
+    frame = pl.DataFrame(
+        {
+            "nucleus_id": np.arange(n) + 1,
+            "root_id": np.arange(n) + 10_000,
+            "pos_x_nm": rng.uniform(0, 150_000, n) + 0.3 * depth,  # the column leans in x with depth
+            "pos_y_nm": depth,
+            "pos_z_nm": rng.uniform(0, 150_000, n),
+            "label": np.where(depth < 400_000, "upper", "lower"),
+        }
+    )
+    split = make_split(frame, "label", SplitSpec("spatial", folds=3, block_um=60, buffer_um=10, locked_fraction=0.15))
+    joined = split.join(frame, on="nucleus_id")
+    locked = joined.filter(pl.col("locked") == "test")
+    shares = locked["label"].value_counts(normalize=True)
+    assert shares["proportion"].min() > 0.3, f"both depth halves are in the slab: {shares}"
+    xyz = ["pos_x_nm", "pos_y_nm", "pos_z_nm"]
+    train = joined.filter(pl.col("locked") == "train").select(xyz).to_numpy() / 1000
+    assert cdist(train, locked.select(xyz).to_numpy() / 1000).min() >= 10
+    band = joined.filter(pl.col("locked") == "buffer").height
+    assert band < locked.height, f"a 10 um band in 3-D stays thin ({band} cells)"

@@ -18,7 +18,8 @@ Strategies:
 - `column`: the V1 "minnie column" (an x/z box) against the rest: fold 0 tests inside, fold 1 outside.
 Locked test set (`locked_fraction` > 0): the slab of cells at the high-x edge of the tangential plane
 holding that fraction of cells, following the column's slant along depth so that it holds every layer,
-the same for every seed, plus a band of `buffer_um` next to it that no model trains on.
+the same for every seed, plus a band of cells within `buffer_um` of it (3-D distance) that no model
+trains on.
 Cross-validation never sees either; models are scored on it once.
 Every strategy keeps the nuclei of one root together (`group_by_root`): a merged root is one object.
 Same inputs, strategy and seed -> identical folds.
@@ -145,15 +146,20 @@ def spatial_folds(
 
 
 def buffer_roles(
-    roles: dict[str, list[str]], x_um: np.ndarray, z_um: np.ndarray, buffer_um: float, groups: np.ndarray | None = None
+    roles: dict[str, list[str]],
+    x_um: np.ndarray,
+    z_um: np.ndarray,
+    buffer_um: float,
+    groups: np.ndarray | None = None,
+    y_um: np.ndarray | None = None,
 ) -> None:
-    """In place: per fold, training cells within buffer_um (x/z) of a test cell become 'buffer'.
+    """In place: per fold, training cells within buffer_um (x/z, or 3-D with y) of a test cell become 'buffer'.
 
     With groups, a group with one buffered member is buffered whole (a merged root is one object).
     """
     from scipy.spatial import cKDTree
 
-    points = np.stack([x_um, z_um], axis=1)
+    points = np.stack([x_um, z_um] if y_um is None else [x_um, y_um, z_um], axis=1)
     for name, fold_roles in roles.items():
         arr = np.array(fold_roles, dtype=object)  # not a fixed-width str dtype: "buffer" must not become "buffe"
         test = np.flatnonzero(arr == "test")
@@ -199,7 +205,8 @@ def make_split(cells: pl.DataFrame, label: str, spec: SplitSpec) -> pl.DataFrame
     locked = locked_slab(x_all, groups, spec.locked_fraction, y_all)
     locked_roles = {"locked": np.where(locked, "test", "train").tolist()}
     if locked.any():
-        buffer_roles(locked_roles, x_all, z_all, buffer_um, groups if spec.group_by_root else None)
+        # 3-D distance: the slab is slanted through depth, so an x/z-only band would swallow whole layers
+        buffer_roles(locked_roles, x_all, z_all, buffer_um, groups if spec.group_by_root else None, y_all)
     held = np.array(locked_roles["locked"], dtype=object) != "train"
     keep = np.flatnonzero(~held)
     x_um, z_um, groups_cv = x_all[keep], z_all[keep], groups[keep]
