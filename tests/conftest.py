@@ -23,6 +23,22 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["CELLFEATURES_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty working directory, as a new user would (the store and datasets land there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+CAVE_TOKEN = "test-token-0123456789abcdef"  # the local CAVE server's token (tests/cave_server)
+
+
+@pytest.fixture
+def cave_token(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("CAVE_TOKEN", CAVE_TOKEN)
+    return CAVE_TOKEN
+
+
 @pytest.fixture(scope="session")
 def sample_source() -> SnapshotSource:
     from cellfeatures.sources.sample import SampleSource

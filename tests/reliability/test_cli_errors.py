@@ -17,12 +17,6 @@ from cellfeatures.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def first_error_line(output: str) -> str:
     lines = [line for line in output.splitlines() if line.startswith("error:")]
     assert lines, f"no error line in:\n{output}"

@@ -32,13 +32,12 @@ from cellfeatures.store import FeatureStore
 from tests.cave_server.server import CaveTestServer, ServerConfig
 from tests.reliability.conftest import config_text
 
-TOKEN = "test-token-0123456789abcdef"
 pytestmark = pytest.mark.fault
 
 
 @pytest.fixture(autouse=True)
-def _token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CAVE_TOKEN", TOKEN)
+def _token(cave_token: str) -> None:
+    """Every test here talks to the local CAVE server with its token."""
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +226,17 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
+def _spawn_build(config: Path, store: Path) -> subprocess.Popen[str]:
+    """`cellfeatures build` in its own process (output captured, to show when it fails)."""
+    return subprocess.Popen(
+        _cli("build", "--config", str(config), "--store", str(store)),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 @pytest.fixture
 def small_config(base_snapshot: Path, tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
@@ -261,16 +271,7 @@ def test_a_build_killed_at_any_point_leaves_only_complete_versions(
 
 def test_two_builds_of_one_config_at_once_publish_one_version(small_config: Path, tmp_path: Path) -> None:
     store = tmp_path / "features"
-    procs = [
-        subprocess.Popen(
-            _cli("build", "--config", str(small_config), "--store", str(store)),
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    procs = [_spawn_build(small_config, store) for _ in range(2)]
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert len(FeatureStore(store).list()) == 1
@@ -284,16 +285,7 @@ def test_two_configs_built_at_once_publish_two_versions(base_snapshot: Path, tmp
         path = tmp_path / f"c{i}.toml"
         path.write_text(config_text(base_snapshot).replace('depth_method = "y_offset"', f'depth_method = "{method}"'))
         configs.append(path)
-    procs = [
-        subprocess.Popen(
-            _cli("build", "--config", str(c), "--store", str(store)),
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for c in configs
-    ]
+    procs = [_spawn_build(c, store) for c in configs]
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert len(FeatureStore(store).list()) == 2

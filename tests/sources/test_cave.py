@@ -21,13 +21,12 @@ from cellfeatures.sources.snapshot import SnapshotSource
 from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
 from cellfeatures.store import FeatureStore
 from tests.cave_server.server import CaveTestServer, ServerConfig
-
-TOKEN = "test-token-0123456789abcdef"
+from tests.conftest import CAVE_TOKEN as TOKEN
 
 
 @pytest.fixture(autouse=True)
-def _token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CAVE_TOKEN", TOKEN)
+def _token(cave_token: str) -> None:
+    """Every test here talks to the local CAVE server with its token."""
 
 
 @pytest.fixture(scope="module")
