@@ -105,7 +105,12 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(code=2)
 
 
-def _build(config: Config, store: Path | None) -> Any:
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="fail when the source lacks a table the config names (default: skip it)")
+]
+
+
+def _build(config: Config, store: Path | None, strict: bool = False) -> Any:
     from cellfeatures.store import FeatureStore
 
     fs: FeatureStore = _store(config, store)
@@ -115,7 +120,7 @@ def _build(config: Config, store: Path | None) -> Any:
             status.update(msg)
             console.print(f"  [dim]·[/] {escape(msg)}", markup=True)
 
-        return fs, fs.build(config, progress=progress)
+        return fs, fs.build(config, progress=progress, strict=strict)
 
 
 def _summary_table(manifest: dict[str, Any]) -> Table:
@@ -128,7 +133,7 @@ def _summary_table(manifest: dict[str, Any]) -> Table:
 
 
 @app.command()
-def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
+def run(config: ConfigOpt = None, store: StoreOpt = None, strict: StrictOpt = False) -> None:
     """The main job: build features, label agreement, datasets, baselines and the report (sample by default)."""
     from cellfeatures.datasets import build_dataset
     from cellfeatures.report import baseline_report
@@ -137,7 +142,7 @@ def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
         cfg = _config(config)
         t0 = time.perf_counter()
         console.print(f"[bold]cellfeatures run[/] — config {escape(str(cfg.path))}", markup=True)
-        fs, result = _build(cfg, store)
+        fs, result = _build(cfg, store, strict)
         m = result.manifest
         console.print(_summary_table(m))
         ident = m["identity"]
@@ -150,6 +155,8 @@ def run(config: ConfigOpt = None, store: StoreOpt = None) -> None:
             f"real-data features: {len(real)} of {len(m['features'])} "
             f"(the others are derived or synthetic; see `cellfeatures show {result.version[:8]}`)"
         )
+        for item in m.get("skipped", []):
+            console.print(f"skipped {item['family']}: {item['table']} ({item['why']})")
         console.print(f"{'built' if result.created else 'already built (no-op)'}: {result.path}")
         run_cfg = cfg.raw.get("run", {})
         if run_cfg.get("agreement"):
@@ -190,13 +197,19 @@ def build(
     config: ConfigOpt = None,
     store: StoreOpt = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a value: features.x.y=VALUE (TOML)")] = None,
+    strict: StrictOpt = False,
 ) -> None:
-    """Build (or find) the feature version of a config."""
+    """Build (or find) the feature version of a config; families whose tables the source lacks are skipped.
+
+    Example: cellfeatures build --config configs/sample.toml --set 'features.nucleus.depth_method="y_offset"'
+    """
     try:
         cfg = _config(config)
         for item in set_ or []:
             cfg = cfg.with_override(item)
-        _fs, result = _build(cfg, store)
+        _fs, result = _build(cfg, store, strict)
+        for item in result.manifest.get("skipped", []):
+            console.print(f"skipped {item['family']}: {item['table']} ({item['why']})")
         console.print(("published " if result.created else "already built, nothing to do: ") + result.version)
     except CLI_ERRORS as exc:
         _fail(exc)

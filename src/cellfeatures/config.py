@@ -30,6 +30,19 @@ KNOWN_SECTIONS = {
 }
 KNOWN_FAMILIES = {"nucleus", "synapses", "functional", "proofreading", "external"}
 SOURCE_KINDS = {"sample", "snapshot", "synthetic", "cave"}
+# Tables each family cannot do without (option -> default table) and tables it can do without.
+REQUIRED_TABLES: dict[str, dict[str, str]] = {
+    "synapses": {"synapse_table": "synapses_pni_2"},
+    "functional": {
+        "coregistration_table": "coregistration_manual_v4",
+        "digital_twin_table": "digital_twin_properties_bcm_coreg_v4",
+    },
+}
+OPTIONAL_TABLES: dict[str, dict[str, str]] = {
+    "nucleus": {"area_table": ""},
+    "synapses": {"target_table": "", "partner_label_table": ""},
+    "proofreading": {"table": "proofreading_status_and_strategy"},
+}
 
 
 @dataclass
@@ -55,6 +68,55 @@ class Config:
         for name, cfg in self.features.items():
             tables.update(FAMILIES[name].inputs(cfg))
         return sorted(t for t in tables if t)
+
+    def for_tables(self, available: set[str], strict: bool = False) -> tuple[Config, list[dict[str, str]]]:
+        """The config a source holding only `available` tables can build, and what had to be skipped.
+
+        Why: a user who fetched only nucleus, synapses and cell types should get those families, not a
+        failure on the first optional table. A family whose required table is missing is skipped; an
+        optional input (area table, target tags, partner labels, proofreading table) is dropped from its
+        family; the nucleus table is the one table nothing can do without. `strict` turns any skip into
+        an error. The returned config is what gets hashed, so the version says what was really built.
+        """
+        nucleus = self.identity["nucleus_table"]
+        if nucleus not in available:
+            raise ConfigError(f"the nucleus table {nucleus!r} is not in the source: nothing can be built without it")
+        raw = copy.deepcopy(self.raw)
+        features = raw.setdefault("features", {})
+        skipped: list[dict[str, str]] = []
+        for family in list(features):
+            block = features[family]
+            if family == "external":
+                for name in list(block):
+                    table = block[name].get("table")
+                    if table and table not in available:
+                        skipped.append({"family": f"external.{name}", "table": table, "why": "table not in the source"})
+                        del block[name]
+                if not block:
+                    del features[family]
+                continue
+            for option, default in REQUIRED_TABLES.get(family, {}).items():
+                table = block.get(option, default)
+                if table and table not in available:
+                    skipped.append(
+                        {"family": family, "table": table, "why": f"required ({option}) but not in the source"}
+                    )
+                    del features[family]
+                    break
+            else:
+                for option, default in OPTIONAL_TABLES.get(family, {}).items():
+                    table = block.get(option, default)
+                    if table and table not in available:
+                        skipped.append(
+                            {"family": family, "table": table, "why": f"optional input ({option}) not in the source"}
+                        )
+                        block[option] = ""
+        if skipped and strict:
+            lines = "; ".join(f"{s['family']}: {s['table']} ({s['why']})" for s in skipped)
+            raise ConfigError(f"{self.path or 'config'}: --strict and the source lacks tables: {lines}")
+        if not features:
+            raise ConfigError(f"{self.path or 'config'}: no family can be built from this source ({skipped})")
+        return (from_dict(raw, self.path) if skipped else self), skipped
 
     def with_value(self, dotted: str, value: Any) -> Config:
         """A copy with one value changed, e.g. with_value('features.synapses.soma_distance', False)."""

@@ -346,20 +346,34 @@ class FeatureStore:
         return source
 
     # ------------------------------------------------------------ building
-    def build(self, config: Config, source: Source | None = None, progress: Progress | None = None) -> BuildResult:
-        """Build (or find) the feature version for this config. Atomic: all or nothing becomes visible."""
+    def build(
+        self,
+        config: Config,
+        source: Source | None = None,
+        progress: Progress | None = None,
+        *,
+        strict: bool = False,
+    ) -> BuildResult:
+        """Build (or find) the feature version for this config. Atomic: all or nothing becomes visible.
+
+        Families whose tables the source lacks are skipped (listed in the manifest's `skipped`), unless
+        `strict`; see Config.for_tables.
+        """
         from cellfeatures.sources.factory import make_source
 
         say = progress or (lambda _msg: None)
         started = time.perf_counter()
         source = source or make_source(config.source, config.tables_needed())
+        config, skipped = config.for_tables(set(source.tables()), strict)
+        for item in skipped:
+            say(f"skipped {item['family']}: {item['table']} — {item['why']}")
         say(f"fingerprinting source {source.describe()}")
         fingerprint = source.fingerprint()
         version = version_id(fingerprint, config.feature_set())
         final = self.root / version
         manifest, created = publish_directory(
             final,
-            lambda tmp: self._build_into(tmp, version, config, source, fingerprint, say, started),
+            lambda tmp: self._build_into(tmp, version, config, source, fingerprint, say, started, skipped),
             ready=MANIFEST_FILE,
         )
         if not created or manifest is None:
@@ -382,6 +396,7 @@ class FeatureStore:
         fingerprint: dict[str, Any],
         say: Progress,
         started: float,
+        skipped: builtins.list[dict[str, str]] | None = None,
     ) -> dict[str, Any]:
         nucleus_table = config.identity["nucleus_table"]
         say(f"identity: {nucleus_table}")
@@ -475,6 +490,7 @@ class FeatureStore:
             },
             "rows": df.height,
             "files": files,
+            "skipped": skipped or [],
             "identity": {
                 "nuclei": identity.height,
                 "missing_root": int(identity["missing_root"].sum()),
