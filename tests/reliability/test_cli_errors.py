@@ -6,7 +6,6 @@ Messages are printed without rich markup, so square brackets in names and values
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -51,6 +50,11 @@ def test_square_brackets_in_a_message_survive(in_tmp: Path) -> None:
         (["export", "nothing"], "error: no dataset 'nothing' under datasets"),
         (["labels", "manual", "nosuch"], "error: unknown label source 'nosuch'"),
         (["dataset", "brand_new"], "error: no [dataset.brand_new] in"),
+        (["score", "missing.parquet", "--dataset", "nothing"], "error: no dataset 'nothing' under datasets"),
+        (["predict", "nothing"], "error: no dataset 'nothing' under datasets"),
+        (["verify", "abc"], "error: the store features has no versions yet"),
+        (["baseline", "x", "--model", "no_colon"], "error: no dataset 'x' under datasets"),
+        (["baseline", "x", "--seeds", "a,b"], "error: no dataset 'x' under datasets"),
         (["build", "--set", "features.nucleus.depth_method"], "error: --set needs KEY=VALUE"),
         (["build", "--set", "features.nucleus.depth_method=y_offset"], "error: --set features.nucleus.depth_method"),
         (["build", "--set", "features.nucleus=3"], "error: [features.nucleus] must be a table"),
@@ -78,16 +82,48 @@ def test_invalid_toml_names_the_file(in_tmp: Path) -> None:
     assert invoke_error(["build", "--config", str(cfg)]).startswith(f"error: {cfg}: invalid TOML")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permissions")
-def test_a_read_only_store_is_a_clear_error(in_tmp: Path) -> None:  # pragma: no cover - root in CI
-    store = in_tmp / "ro"
-    store.mkdir()
-    store.chmod(0o500)
-    assert "permission denied" in invoke_error(["build", "--store", str(store)])
-
-
 def test_synthetic_over_another_snapshot_is_refused(in_tmp: Path) -> None:
     (in_tmp / "snap").mkdir()
     (in_tmp / "snap" / "x.parquet").write_text("not mine")
     line = invoke_error(["synthetic", "--out", "snap", "--cells", "50", "--synapses", "100"])
     assert line.startswith("error: snap already exists and holds something else")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_colon", "--model needs module:callable"),
+        ("no_such_module_xyz:make", "cannot import 'no_such_module_xyz'"),
+        ("json:no_such_callable", "json has no callable 'no_such_callable'"),
+        ("builtins:dict", "returned dict, not an estimator"),
+    ],
+)
+def test_a_bad_model_spec_says_what_is_wrong(spec: str, message: str) -> None:
+    from cellfeatures.cli import _load_estimator
+    from cellfeatures.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        _load_estimator(spec)
+
+
+def test_a_version_typo_gets_did_you_mean(in_tmp: Path) -> None:
+    from cellfeatures.errors import VersionNotFoundError
+    from cellfeatures.store import FeatureStore
+
+    store = FeatureStore(in_tmp / "features")
+    (store.root / "abcdef0123456789").mkdir(parents=True)
+    manifest = {
+        "version": "abcdef0123456789",
+        "built_at": "2026",
+        "config": {},
+        "source": {},
+        "features": {},
+        "rows": 0,
+        "families": {},
+        "files": {},
+    }
+    import json
+
+    (store.root / "abcdef0123456789" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(VersionNotFoundError, match="did you mean abcdef0123456789"):
+        store.resolve("abcdef0123456788")
