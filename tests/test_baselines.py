@@ -164,7 +164,7 @@ def test_a_custom_estimator_lands_on_the_board(dataset) -> None:
     store, ds, root = dataset
     mine = make_pipeline(SimpleImputer(), StandardScaler(), KNeighborsClassifier(5))
     board = run_baselines(
-        store, ds, seeds=(0,), models=("majority",), custom={"knn": mine}, existing=(), root=root / "datasets"
+        store, ds, seeds=(0,), models={"knn": mine, "majority": "majority"}, existing=(), root=root / "datasets"
     )
     rows = {r["entry"]: r for r in board.frame().iter_rows(named=True)}
     assert rows["knn"]["kind"] == "custom" and rows["knn"]["accuracy_mean"] > rows["majority"]["accuracy_mean"]

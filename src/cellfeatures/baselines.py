@@ -736,7 +736,7 @@ def run_baselines(
     dataset: Dataset,
     *,
     seeds: tuple[int, ...] = (0, 1, 2),
-    models: tuple[str, ...] = TRAINED_MODELS,
+    models: tuple[str, ...] | dict[str, Any] = TRAINED_MODELS,
     custom: dict[str, Any] | None = None,
     existing: tuple[str, ...] | None = None,
     root: str | Path = "datasets",
@@ -746,9 +746,15 @@ def run_baselines(
 ) -> Leaderboard:
     """Every baseline (and `custom` estimators) and every existing model table, on the dataset and its seeds.
 
+    `models` may also be a dict of name -> estimator or built-in model name, e.g.
+    `models={"mine": make_pipeline(...), "hist_gradient_boosting": "hist_gradient_boosting"}`: any
+    scikit-learn-compatible estimator is trained and scored on the same folds as ours.
     All fits of all models run together in worker processes (see the module doc); `progress` hears
     (fits done, fits total, the fit that finished).
     """
+    if isinstance(models, dict):
+        custom = {**(custom or {}), **{k: v for k, v in models.items() if not isinstance(v, str)}}
+        models = tuple(v for v in models.values() if isinstance(v, str))
     unknown = [m for m in models if m not in TRAINED_MODELS]
     if unknown:
         raise ConfigError(
