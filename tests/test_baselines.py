@@ -120,6 +120,10 @@ def test_seeds_redraw_the_split_and_report_spread_and_interval(dataset) -> None:
     assert s["fold_std"] == pytest.approx(np.std(fold_values, ddof=1)) and s["fold_std"] > 0
     assert s["ci_low"] <= s["mean"] <= s["ci_high"] and s["ci_low"] < s["ci_high"]
     assert entry.predictions["seed"].unique().sort().to_list() == [0, 1], "every seed's predictions are kept"
+    from cellfeatures.datasets import find_dataset
+
+    assert find_dataset("types", root / "datasets").id == ds.id, "asking by name never returns a seed sibling"
+    assert find_dataset("types.seed1", root / "datasets").card["spec"]["split"]["seed"] == 1
     row = board.frame().row(0, named=True)
     for column in ("accuracy_mean", "accuracy_fold_std", "accuracy_seed_std", "accuracy_ci_low", "accuracy_ci_high"):
         assert row[column] is not None, column

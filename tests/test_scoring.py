@@ -150,3 +150,26 @@ def test_predict_covers_every_filtered_cell_once_and_validates(reported) -> None
     compared = runner.invoke(app, ["labels", "early_model", str(path), "--level", "type"])
     assert compared.exit_code == 0, compared.output
     assert "raw spellings agree" in compared.output
+
+
+def test_a_report_covering_several_datasets_is_found_for_each(reported) -> None:
+    from cellfeatures.cli import _latest_report
+
+    store, ds, _report, root = reported
+    split = SplitSpec(block_um=50, buffer_um=15)
+    spec = DatasetSpec("classes", level="class", exclude=("pos_*", "qc_*"), split=split)
+    classes = build_dataset(store, spec, root / "datasets")
+    report, _ = baseline_report(
+        store, ds, seeds=(0,), models=("majority",), existing=(), root=root / "datasets", extra=[classes]
+    )
+    assert _latest_report(classes, root / "datasets") == report.parent
+    assert _latest_report(classes) is None, "without the datasets root only its own folder is searched"
+
+
+def test_a_split_leaving_a_fold_without_training_cells_is_refused(reported) -> None:
+    store, _ds, _report, root = reported
+    spec = DatasetSpec(
+        "coarse", level="class", exclude=("pos_*", "qc_*"), split=SplitSpec(block_um=100, buffer_um=None)
+    )
+    with pytest.raises(ConfigError, match="use smaller blocks, a smaller buffer or fewer folds"):
+        build_dataset(store, spec, root / "datasets")

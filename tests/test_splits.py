@@ -50,9 +50,9 @@ def test_spatial_split_leaves_no_train_test_pair_closer_than_the_buffer(n, seed,
     assert (tested == 1).all(), "every cell is tested exactly once"
 
 
-def test_default_buffer_is_the_block_size() -> None:
+def test_buffer_none_means_the_block_size() -> None:
     frame = cells(400, 1)
-    split = make_split(frame, "label", SplitSpec("spatial", folds=4, seed=1, block_um=40))
+    split = make_split(frame, "label", SplitSpec("spatial", folds=4, seed=1, block_um=40, buffer_um=None))
     points = frame.select(pl.col("pos_x_nm") / 1000, pl.col("pos_z_nm") / 1000).to_numpy()
     for fold in fold_names(split):
         roles = split[fold].to_numpy()

@@ -721,13 +721,17 @@ class Leaderboard:
 
 
 def _sibling(store: FeatureStore, dataset: Dataset, seed: int, root: Path) -> Dataset:
-    """The same dataset with another split seed, pinned to the same (resolved) feature version."""
+    """The same dataset with another split seed, pinned to the same (resolved) feature version.
+
+    Named `<name>.seed<N>` so that asking for the dataset by name never returns a seed sibling.
+    """
     card_spec = dataset.card["spec"]
     if seed == card_spec["split"]["seed"]:
         return dataset
     block = {k: v for k, v in card_spec.items() if k not in ("name", "split")}
     block["feature_version"] = dataset.card["feature_version"]
-    spec = DatasetSpec.from_dict(dataset.card["name"], {**block, "split": {**card_spec["split"], "seed": seed}})
+    name = f"{dataset.card['name'].split('.seed')[0]}.seed{seed}"
+    spec = DatasetSpec.from_dict(name, {**block, "split": {**card_spec["split"], "seed": seed}})
     return build_dataset(store, spec, root)
 
 

@@ -537,9 +537,20 @@ def _load_estimator(spec: str) -> tuple[str, Any]:
     return attr, estimator
 
 
-def _latest_report(ds: Any) -> Path | None:
-    reports = sorted((ds.path / "baselines").glob("*/REPORT.md"), key=lambda p: p.stat().st_mtime)
-    return reports[-1].parent if reports else None
+def _latest_report(ds: Any, datasets_root: str | Path | None = None) -> Path | None:
+    """The newest baseline report that covers this dataset (a `run` report lives under its first dataset)."""
+    boards = set((ds.path / "baselines").glob("*/leaderboard.csv"))
+    if datasets_root is not None:
+        boards |= set(Path(datasets_root).glob("*/*/baselines/*/leaderboard.csv"))
+    found = []
+    for board in boards:
+        try:
+            ids = pl.read_csv(board, columns=["dataset_id"])["dataset_id"].to_list()
+        except (OSError, pl.exceptions.PolarsError):
+            continue  # a damaged report is not a candidate
+        if ds.id in ids and (board.parent / "REPORT.md").exists():
+            found.append(board.parent)
+    return max(found, key=lambda p: (p / "REPORT.md").stat().st_mtime) if found else None
 
 
 @app.command()
@@ -568,7 +579,7 @@ def score(
         cfg = _config(config)
         ds = find_dataset(dataset_name, cfg.datasets_root)
         entry = check_name(name or predictions.stem, "entry name")
-        report = _latest_report(ds)
+        report = _latest_report(ds, cfg.datasets_root)
         row = score_file(
             predictions, ds, _store(cfg, store), entry, report=report, materialization_version=materialization_version
         )
@@ -613,7 +624,7 @@ def predict(
         if ":" in model:
             name, estimator = _load_estimator(model)
         with console.status(f"fitting {name} on {ds.card['cells']:,} cells and predicting every cell"):
-            path = write_predictions(_store(cfg, store), ds, estimator, name, _latest_report(ds))
+            path = write_predictions(_store(cfg, store), ds, estimator, name, _latest_report(ds, cfg.datasets_root))
         table = pl.read_parquet(path)
     except CLI_ERRORS as exc:
         _fail(exc)

@@ -319,6 +319,17 @@ def build_dataset(
 
     position = [c for c in ("pos_x_nm", "pos_y_nm", "pos_z_nm") if c in frame.columns]
     split = make_split(frame.select("nucleus_id", "root_id", *position, label_col), label_col, spec.split)
+    for fold in fold_names(split):
+        roles = split[fold].value_counts()
+        count = dict(zip(roles[fold].to_list(), roles["count"].to_list(), strict=True))
+        if not count.get("train") or not count.get("test"):
+            raise ConfigError(
+                f"dataset {spec.name!r}: {fold} has {count.get('train', 0)} training and {count.get('test', 0)} "
+                f"test cells ({count.get('buffer', 0)} buffered) — {frame.height:,} cells cannot fill "
+                f"{spec.split.folds} folds of {spec.split.block_um:g} um blocks with a "
+                f"{spec.split.buffer_um if spec.split.buffer_um is not None else spec.split.block_um:g} um buffer; "
+                f"use smaller blocks, a smaller buffer or fewer folds"
+            )
     data = frame.select("nucleus_id", "root_id", label_col, *features).sort("nucleus_id")
     categories = {f: sorted(data[f].drop_nulls().unique().to_list()) for f in features if data[f].dtype == pl.String}
     card = _card(

@@ -13,7 +13,7 @@ Strategies:
   block is a cortical column segment); the grid is shifted by a seeded offset, so **a seed re-draws the
   blocks**; whole blocks go to folds greedily, largest first, each to the fold where it most reduces
   the imbalance of *class* counts against the per-class target (stratified by class, not only by size);
-  then, per fold, training cells closer than `buffer_um` (default: the block size) to any test cell
+  then, per fold, training cells closer than `buffer_um` (default 15 um; None: the block size) to any test cell
   become `buffer`, so no training cell lies within that distance of a test cell;
 - `column`: the V1 "minnie column" (an x/z box) against the rest: fold 0 tests inside, fold 1 outside.
 Locked test set (`locked_fraction` > 0): the slab of cells at the high-x edge of the tangential plane
@@ -43,8 +43,8 @@ class SplitSpec:
     strategy: str = "spatial"
     folds: int = 5
     seed: int = 0
-    block_um: float = 100.0
-    buffer_um: float | None = None  # default: block_um
+    block_um: float = 50.0  # a labelled column is ~150 x 220 um in x/z: 100 um blocks leave folds empty
+    buffer_um: float | None = 15.0  # None: the block size
     column_box_um: tuple[float, float, float, float] | None = None  # x_min, x_max, z_min, z_max
     group_by_root: bool = True
     locked_fraction: float = 0.0  # share of cells in the locked test slab (0: none)
