@@ -30,7 +30,7 @@ import polars as pl
 
 from cellfeatures import PIPELINE_CODE_VERSION, __version__
 from cellfeatures.atomic import publish_directory
-from cellfeatures.checksums import file_sha256
+from cellfeatures.checksums import cached_sha256, file_sha256
 from cellfeatures.config import Config
 from cellfeatures.errors import (
     CellFeaturesError,
@@ -71,18 +71,6 @@ def raise_os_error(exc: Exception, where: Path) -> None:
     for marker, code in _OS_ERRORS.items():
         if marker in text:
             raise OSError(code, os.strerror(code), str(where)) from None
-
-
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def cached_file_sha256(path: Path) -> str:
-    """SHA-256 memoised on (path, size, mtime): a dataset build reads a version several times."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_MEMO:
-        _SHA_MEMO[key] = file_sha256(path)
-    return _SHA_MEMO[key]
 
 
 def _hash(obj: Any) -> str:
@@ -266,7 +254,7 @@ class FeatureStore:
                 problems.append(f"{target}: missing")
             elif target.stat().st_size != info.get("bytes"):
                 problems.append(f"{target}: {target.stat().st_size:,} bytes, the manifest says {info.get('bytes'):,}")
-            elif cached_file_sha256(target) != info.get("sha256"):
+            elif cached_sha256(target) != info.get("sha256"):
                 problems.append(f"{target}: SHA-256 differs from the manifest (the file was modified)")
         if not problems:
             try:

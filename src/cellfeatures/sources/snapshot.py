@@ -19,13 +19,12 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from cellfeatures.checksums import file_sha256
+from cellfeatures.checksums import cached_sha256
 from cellfeatures.errors import SourceError, TableNotFoundError
 from cellfeatures.normalize import coerce_wire
 from cellfeatures.sources.base import Source, TableInfo, TablePart, least_real
 
 SUFFIXES = (".csv.gz", ".parquet", ".feather", ".arrow", ".ipc", ".csv")
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 def _table_name(path: Path) -> str | None:
@@ -76,8 +75,7 @@ def check_table_file(path: Path) -> None:
 def read_table_file(path: Path) -> pl.LazyFrame:
     """Lazily read one table file of any supported flavour (no dialect coercion).
 
-    CSV files are read eagerly here (they are small in practice), so a ragged row or a broken quote is a
-    clear error naming the file now, not an engine error deep inside a build.
+    CSV files are read eagerly (see read_csv_table).
     """
     name = path.name
     try:
@@ -89,10 +87,8 @@ def read_table_file(path: Path) -> pl.LazyFrame:
             lf = pl.scan_ipc(path)
             lf.collect_schema()
             return lf
-        if name.endswith(".csv.gz"):  # scan_csv cannot stream gzip: decompress eagerly
-            return read_gzip_csv(path).lazy()
-        if name.endswith(".csv"):
-            return read_csv_cached(path).lazy()
+        if name.endswith((".csv", ".csv.gz")):
+            return read_csv_table(path).lazy()
     except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
         if isinstance(exc, SourceError):
             raise
@@ -102,44 +98,25 @@ def read_table_file(path: Path) -> pl.LazyFrame:
 
 
 _CSV_CACHE: dict[tuple[str, int, int], pl.DataFrame] = {}
+CSV_CACHE_MAX_BYTES = 64 * 2**20  # file size up to which a parsed CSV table is kept for reuse
 
 
-def read_csv_cached(path: Path) -> pl.DataFrame:
-    """A CSV table read once per process (memoised on path, size, mtime), strictly: ragged rows are errors."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _CSV_CACHE:
-        _CSV_CACHE[key] = pl.read_csv(path, infer_schema_length=10_000)
-    return _CSV_CACHE[key]
+def read_csv_table(path: Path) -> pl.DataFrame:
+    """A .csv or .csv.gz table, parsed strictly (a ragged row is an error) and memoised for small files.
 
-
-_GZIP_CACHE: dict[tuple[str, int, int], pl.DataFrame] = {}
-GZIP_CACHE_MAX_BYTES = 64 * 2**20  # compressed size up to which a decompressed table is kept for reuse
-
-
-def read_gzip_csv(path: Path) -> pl.DataFrame:
-    """A .csv.gz table, decompressed once per process for small files (memoised on path, size, mtime).
-
-    Why: a build scans a table several times (schema lookups by the store and by its family, then the
-    data); each scan of a .csv.gz decompressed the whole file again. Large files are not kept in memory.
+    Why eager: scan_csv cannot stream gzip, and a parse error must name the file now, not surface as an
+    engine error deep inside a build. Why memoised on (path, size, mtime): a build scans a table several
+    times (schema lookups by the store and by its family, then the data); each scan parsed the whole file
+    again. Large files are not kept in memory.
     """
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key in _GZIP_CACHE:
-        return _GZIP_CACHE[key]
+    if key in _CSV_CACHE:
+        return _CSV_CACHE[key]
     frame = pl.read_csv(path, infer_schema_length=10_000)
-    if stat.st_size <= GZIP_CACHE_MAX_BYTES:
-        _GZIP_CACHE[key] = frame
+    if stat.st_size <= CSV_CACHE_MAX_BYTES:
+        _CSV_CACHE[key] = frame
     return frame
-
-
-def cached_sha256(path: Path) -> str:
-    """File hash, memoised on (path, size, mtime) so repeated fingerprints stay cheap."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        _HASH_CACHE[key] = file_sha256(path)
-    return _HASH_CACHE[key]
 
 
 def count_rows(path: Path) -> int:
