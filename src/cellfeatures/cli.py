@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cellfeatures.config import Config, default_config, load_config
-from cellfeatures.errors import CellFeaturesError, ConfigError
+from cellfeatures.errors import CellFeaturesError, ConfigError, os_error_code
 
 app = typer.Typer(
     add_completion=False,
@@ -75,9 +75,6 @@ def _store(config: Config | None, store: Path | None) -> Any:
 CLI_ERRORS = (CellFeaturesError, OSError, pl.exceptions.PolarsError, ValueError)
 
 
-OS_ERROR_MARKERS = {"os error 28": 28, "os error 30": 30, "os error 13": 13}  # the engine's IO errors
-
-
 def describe_error(exc: BaseException) -> str:
     """One clear message: what failed and on which file, without a traceback."""
     import errno
@@ -86,7 +83,7 @@ def describe_error(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
-        code = exc.errno or next((c for marker, c in OS_ERROR_MARKERS.items() if marker in str(exc)), None)
+        code = os_error_code(exc)
         if code == errno.EROFS:
             return f"read-only file system{where}: write the store, datasets or output somewhere writable"
         if code == errno.ENOSPC:

@@ -15,6 +15,26 @@ Every message names what the user has to look at: the table, the column, the fil
 
 from __future__ import annotations
 
+import errno
+
+# How the engine (polars, Rust) spells the operating system's errors inside its own exception text.
+ENGINE_OS_ERRORS = {"os error 28": errno.ENOSPC, "os error 30": errno.EROFS, "os error 13": errno.EACCES}
+
+
+def os_error_code(exc: BaseException) -> int | None:
+    """The errno behind an exception: its own, else one the engine wrote into its message."""
+    code = getattr(exc, "errno", None)
+    if code:
+        return int(code)
+    text = str(exc)
+    return next((c for marker, c in ENGINE_OS_ERRORS.items() if marker in text), None)
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one line (an HTML error page or an engine's multi-line text is cut, not dumped)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
 
 class CellFeaturesError(Exception):
     """Base class for errors raised deliberately by cellfeatures."""

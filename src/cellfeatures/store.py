@@ -13,7 +13,6 @@ pipeline code version). Building the same inputs again finds the version and doe
 from __future__ import annotations
 
 import builtins
-import errno
 import hashlib
 import json
 import os
@@ -38,6 +37,8 @@ from cellfeatures.errors import (
     SourceError,
     StoreError,
     VersionNotFoundError,
+    one_line,
+    os_error_code,
 )
 from cellfeatures.identity import identity_map
 from cellfeatures.pipelines import FAMILIES, BuildContext, FeatureSpec
@@ -62,15 +63,11 @@ MANIFEST_FIELDS: dict[str, type] = {
 Progress = Callable[[str], None]
 
 
-_OS_ERRORS = {"os error 28": errno.ENOSPC, "os error 30": errno.EROFS, "os error 13": errno.EACCES}
-
-
 def raise_os_error(exc: Exception, where: Path) -> None:
     """An engine error that is really the operating system's (full disk, read-only, denied) becomes an OSError."""
-    text = str(exc)
-    for marker, code in _OS_ERRORS.items():
-        if marker in text:
-            raise OSError(code, os.strerror(code), str(where)) from None
+    code = os_error_code(exc)
+    if code is not None:
+        raise OSError(code, os.strerror(code), str(where)) from None
 
 
 def _hash(obj: Any) -> str:
@@ -392,9 +389,8 @@ class FeatureStore:
             identity = identity_map(load_identity_nucleus(source, nucleus_table))
         except pl.exceptions.PolarsError as exc:
             raise_os_error(exc, tmp)
-            first = " ".join(str(exc).split())[:300]
             raise SourceError(
-                f"table {nucleus_table!r} could not be read as a nucleus table ({type(exc).__name__}: {first})"
+                f"table {nucleus_table!r} could not be read as a nucleus table ({type(exc).__name__}: {one_line(exc)})"
             ) from None
         family_dir = tmp / "families"
         family_dir.mkdir()
@@ -424,9 +420,9 @@ class FeatureStore:
             except pl.exceptions.PolarsError as exc:
                 raise_os_error(exc, family_dir)
                 tables = ", ".join(sorted(set(module.inputs(cfg)) | (ctx.used_tables - before))) or "its inputs"
-                first = " ".join(str(exc).split())[:300]
                 raise SourceError(
-                    f"family {name!r}: the data of {tables} could not be processed ({type(exc).__name__}: {first})"
+                    f"family {name!r}: the data of {tables} could not be processed "
+                    f"({type(exc).__name__}: {one_line(exc)})"
                 ) from None
             used = sorted(ctx.used_tables - before) + ([nucleus_table] if name == "nucleus" else [])
             family_inputs[name] = used

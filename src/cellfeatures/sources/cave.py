@@ -47,7 +47,7 @@ from typing import Any
 import polars as pl
 
 from cellfeatures.checksums import file_sha256
-from cellfeatures.errors import CellFeaturesError, ConfigError, SourceError, TableNotFoundError
+from cellfeatures.errors import CellFeaturesError, ConfigError, SourceError, TableNotFoundError, one_line
 
 DEFAULT_SERVER = "https://global.daf-apis.com"
 DEFAULT_ROW_LIMIT = 200_000
@@ -161,12 +161,6 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception as one line: an HTML error page from a proxy is cut, not dumped."""
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 300 else text[:300] + " ..."
-
-
 def _auth_message(server: str) -> str:
     return (
         f"the CAVE server {server} rejected the token (HTTP 401/403), or none was found. Set a valid token "
@@ -248,7 +242,7 @@ class CaveFetcher:
                     "RetryError",
                 )
                 if not transient or attempt == self.retries:
-                    raise SourceError(self._redact(f"{what} failed on {self.server}: {_one_line(exc)}")) from None
+                    raise SourceError(self._redact(f"{what} failed on {self.server}: {one_line(exc)}")) from None
                 last = exc
                 time.sleep(_retry_after(exc) or self.backoff_s * 2**attempt)
         raise SourceError(self._redact(f"{what}: {last}"))  # pragma: no cover

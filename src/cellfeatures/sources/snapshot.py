@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from cellfeatures.checksums import cached_sha256
-from cellfeatures.errors import SourceError, TableNotFoundError
+from cellfeatures.errors import SourceError, TableNotFoundError, one_line
 from cellfeatures.normalize import coerce_wire
 from cellfeatures.sources.base import Source, TableInfo, TablePart, least_real
 
@@ -92,8 +92,7 @@ def read_table_file(path: Path) -> pl.LazyFrame:
     except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
         if isinstance(exc, SourceError):
             raise
-        first = " ".join(str(exc).split())[:300]
-        raise SourceError(f"cannot read {path}: {first}") from None
+        raise SourceError(f"cannot read {path}: {one_line(exc)}") from None
     raise SourceError(f"{path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
 
 
@@ -123,7 +122,7 @@ def count_rows(path: Path) -> int:
     try:
         return int(read_table_file(path).select(pl.len()).collect().item())
     except pl.exceptions.PolarsError as exc:
-        raise SourceError(f"cannot read {path}: {' '.join(str(exc).split())[:300]}") from None
+        raise SourceError(f"cannot read {path}: {one_line(exc)}") from None
 
 
 class SnapshotSource(Source):
