@@ -415,7 +415,7 @@ def _prediction_frame(
     return pl.DataFrame(columns)
 
 
-def _entry_origins(first: Dataset, model: Any, names: list[str]) -> list[str]:
+def _entry_origins(first: Dataset, model: Any) -> list[str]:
     origins = first.card["feature_origins"]
     if model == "majority":
         return []
@@ -470,8 +470,8 @@ def collect_trained(
             probas.append(proba if has_proba else None)
             frames.append(_prediction_frame(seed, k, test["nucleus_id"].to_numpy(), y_test, pred, proba, classes))
             if fitted is not None:
-                _x, _y, names = ds.xy(k, "test")
-                importances = permutation_importances(fitted, ds.xy(k, "test")[0], y_test, names, seed)
+                x_test, _y, names = ds.xy(k, "test")
+                importances = permutation_importances(fitted, x_test, y_test, names, seed)
         complete = [p for p in probas if p is not None]
         pooled_proba: np.ndarray | None = np.concatenate(complete) if probas and len(complete) == len(probas) else None
         per_seed.append({"seed": seed, **evaluator.eval(np.concatenate(truth), np.concatenate(preds), pooled_proba)})
@@ -481,27 +481,18 @@ def collect_trained(
         pred, proba, _ = fits[(name, next(iter(datasets)), "locked")]
         test = first.fold("locked")[1]
         locked = {"n": test.height, **_headline(evaluator.eval(test[first.label].to_numpy(), pred))}
-    _x, _y, names = first.xy(0, "test")
     return EntryResult(
         name,
         kind,
         list(datasets),
         per_seed,
         per_fold,
-        _entry_origins(first, model, names),
+        _entry_origins(first, model),
         predictions,
         intervals=_intervals(datasets, predictions, classes),
         locked=locked,
         importances=importances,
     )
-
-
-def evaluate_trained(
-    datasets: dict[int, Dataset], model_name: str, *, progress: Progress | None = None, n_jobs: int | None = None
-) -> EntryResult:
-    """One named model on every seed and fold (fits in processes, one thread each)."""
-    fits = run_fits(trained_tasks(datasets, model_name, model_name), progress, n_jobs)
-    return collect_trained(datasets, model_name, model_name, _kind(model_name), fits)
 
 
 def permutation_importances(
@@ -651,6 +642,38 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def entry_row(e: EntryResult, dataset: Dataset) -> dict[str, Any]:
+    """One leaderboard row: summaries of every metric, calibration, both coverage views, the locked set."""
+    row: dict[str, Any] = {
+        "entry": e.entry,
+        "kind": e.kind,
+        "level": dataset.card["label"]["level"],
+        "feature_origins": "+".join(e.origins) or "none",
+        "headline": e.headline,
+        "seeds": len(e.seeds),
+        "folds": len(dataset.folds),
+        "n_test": e.per_seed[0]["n"] if e.per_seed else 0,
+    }
+    for metric in METRICS:
+        for stat, value in e.summary(metric).items():
+            row[f"{metric}_{stat}"] = round(value, 6) if value == value else None
+    eces = [m["calibration"]["ece"] for m in e.per_seed if "calibration" in m]
+    row["ece"] = round(float(np.mean(eces)), 6) if eces else None
+    row["coverage"] = round(e.coverage, 6) if e.coverage is not None else None
+    covered = e.covered or {}
+    row["covered_n"] = covered.get("n")
+    row["covered_accuracy"] = covered.get("accuracy")
+    row["paired_vs"] = covered.get("vs")
+    row["paired_model_accuracy"] = covered.get("model_accuracy")
+    row["paired_p_value"] = covered.get("p_value")
+    locked = e.locked or {}
+    row["locked_n"] = locked.get("n")
+    row["locked_accuracy"] = locked.get("accuracy")
+    row["locked_balanced_accuracy"] = locked.get("balanced_accuracy")
+    row["source"] = e.source or None
+    return row
+
+
 @dataclass
 class Leaderboard:
     dataset: Dataset
@@ -658,36 +681,7 @@ class Leaderboard:
 
     def frame(self) -> pl.DataFrame:
         """One row per entry: headline rows first, then by the ranking metric (mean over seeds)."""
-        rows = []
-        for e in self.entries:
-            row: dict[str, Any] = {
-                "entry": e.entry,
-                "kind": e.kind,
-                "level": self.dataset.card["label"]["level"],
-                "feature_origins": "+".join(e.origins) or "none",
-                "headline": e.headline,
-                "seeds": len(e.seeds),
-                "folds": len(self.dataset.folds),
-                "n_test": e.per_seed[0]["n"] if e.per_seed else 0,
-            }
-            for metric in METRICS:
-                for stat, value in e.summary(metric).items():
-                    row[f"{metric}_{stat}"] = round(value, 6) if value == value else None
-            eces = [m["calibration"]["ece"] for m in e.per_seed if "calibration" in m]
-            row["ece"] = round(float(np.mean(eces)), 6) if eces else None
-            row["coverage"] = round(e.coverage, 6) if e.coverage is not None else None
-            covered = e.covered or {}
-            row["covered_n"] = covered.get("n")
-            row["covered_accuracy"] = covered.get("accuracy")
-            row["paired_vs"] = covered.get("vs")
-            row["paired_model_accuracy"] = covered.get("model_accuracy")
-            row["paired_p_value"] = covered.get("p_value")
-            locked = e.locked or {}
-            row["locked_n"] = locked.get("n")
-            row["locked_accuracy"] = locked.get("accuracy")
-            row["locked_balanced_accuracy"] = locked.get("balanced_accuracy")
-            row["source"] = e.source or None
-            rows.append(row)
+        rows = [entry_row(e, self.dataset) for e in self.entries]
         return pl.DataFrame(rows, infer_schema_length=None).sort(
             ["headline", f"{RANKING_METRIC}_mean"], descending=[True, True], nulls_last=True
         )

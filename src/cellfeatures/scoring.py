@@ -112,7 +112,14 @@ def score_file(
     materialization_version: int | None = None,
 ) -> dict[str, Any]:
     """Score a prediction file on the dataset's test cells; add it to the latest report when there is one."""
-    from cellfeatures.baselines import EXTERNAL, EntryResult, best_entry, compare_paired, evaluate_predictions
+    from cellfeatures.baselines import (
+        EXTERNAL,
+        EntryResult,
+        best_entry,
+        compare_paired,
+        entry_row,
+        evaluate_predictions,
+    )
 
     frame, info = read_predictions(path, dataset, store, materialization_version=materialization_version)
     seeds = _report_seeds(report) if report else [dataset.card["spec"]["split"]["seed"]]
@@ -125,7 +132,7 @@ def score_file(
         entries.append(_best_from_report(report, dataset))
     compare_paired(entries)
     best = best_entry(entries)
-    row = {"entry": name, **_row(entry), "file_sha256": info["sha256"], "key": info["key"]}
+    row = {**entry_row(entry, dataset), "file_sha256": info["sha256"], "key": info["key"]}
     if report is not None:
         _append_to_report(report, dataset, row, info, best.entry if best is not None else None)
     return row
@@ -159,24 +166,6 @@ def _best_from_report(report: Path, dataset: Any) -> Any:
     )
 
 
-def _row(entry: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {"kind": entry.kind, "coverage": entry.coverage}
-    for metric in ("accuracy", "balanced_accuracy", "macro_f1"):
-        for stat, value in entry.summary(metric).items():
-            row[f"{metric}_{stat}"] = value
-    covered = entry.covered or {}
-    row.update(
-        covered_n=covered.get("n"),
-        covered_accuracy=covered.get("accuracy"),
-        paired_vs=covered.get("vs"),
-        paired_model_accuracy=covered.get("model_accuracy"),
-        paired_p_value=covered.get("p_value"),
-        locked_accuracy=(entry.locked or {}).get("accuracy"),
-        locked_balanced_accuracy=(entry.locked or {}).get("balanced_accuracy"),
-    )
-    return row
-
-
 def _append_to_report(report: Path, dataset: Any, row: dict[str, Any], info: dict[str, Any], best: str | None) -> None:
     """The scored entry joins the report's leaderboard.csv, REPORT.md and external/<name>.json (atomic writes)."""
     from cellfeatures.atomic import write_file_atomically
@@ -184,15 +173,11 @@ def _append_to_report(report: Path, dataset: Any, row: dict[str, Any], info: dic
     board = pl.read_csv(report / "leaderboard.csv")
     board = board.filter(~((pl.col("entry") == row["entry"]) & (pl.col("dataset_id") == dataset.id)))
     new = {
-        "entry": row["entry"],
-        "kind": row["kind"],
-        "level": dataset.card["label"]["level"],
-        "feature_origins": "external",
-        "headline": False,
+        **{k: v for k, v in row.items() if k in board.columns},
+        "headline": False,  # its training data is unknown: listed, never headlined
         "dataset": dataset.card["name"],
         "dataset_id": dataset.id,
         "source": row["file_sha256"],
-        **{k: v for k, v in row.items() if k in board.columns and k not in ("entry", "kind")},
     }
     merged = pl.concat([board, pl.DataFrame([new])], how="diagonal_relaxed")
     write_file_atomically(report / "leaderboard.csv", lambda tmp: merged.write_csv(tmp))

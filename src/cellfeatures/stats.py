@@ -99,18 +99,3 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
     if not np.isfinite(values).any():
         return float("nan"), float("nan")
     return float(np.nanquantile(values, alpha)), float(np.nanquantile(values, 1 - alpha))
-
-
-def bootstrap_metrics(
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    classes: list[str],
-    groups: np.ndarray | None = None,
-    *,
-    reps: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals of accuracy, balanced accuracy and macro-F1 (see bootstrap_replicates)."""
-    replicates = bootstrap_replicates(y_true, y_pred, classes, groups, reps=reps, seed=seed)
-    return {name: percentile_interval(v, level) for name, v in replicates.items()}

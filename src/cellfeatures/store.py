@@ -239,7 +239,9 @@ class FeatureStore:
     def verify(self, version: str) -> builtins.list[str]:
         """Problems with a published version: files missing, sizes or SHA-256 differing from the manifest,
         a matrix that no longer matches its schema. Empty when the version is sound."""
-        path = self.path(version)
+        return self._problems(self.path(version))
+
+    def _problems(self, path: Path) -> builtins.list[str]:
         m = self._read_manifest(path)
         files = m.get("files")
         if not isinstance(files, dict):
@@ -265,15 +267,15 @@ class FeatureStore:
 
     def _checked(self, version: str) -> Path:
         """The version's directory after checking its files against the manifest: never train on damage."""
-        resolved = self.resolve(version)
-        problems = self.verify(resolved)
+        path = self.path(version)  # one resolution (a scan of every manifest), not one per check
+        problems = self._problems(path)
         if problems:
             raise DamagedVersionError(
-                f"version {resolved} is damaged, refusing to read it: {problems[0]}"
+                f"version {path.name} is damaged, refusing to read it: {problems[0]}"
                 + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
                 + "; run `cellfeatures verify` and rebuild it"
             )
-        return self.root / resolved
+        return path
 
     def scan(self, version: str = "latest") -> pl.LazyFrame:
         """A LazyFrame over a version's matrix (its files checked against the manifest first)."""
