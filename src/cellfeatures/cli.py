@@ -152,8 +152,6 @@ def run(config: ConfigOpt = None, store: StoreOpt = None, strict: StrictOpt = Fa
             f"real-data features: {len(real)} of {len(m['features'])} "
             f"(the others are derived or synthetic; see `cellfeatures show {result.version[:8]}`)"
         )
-        for item in m.get("skipped", []):
-            console.print(f"skipped {item['family']}: {item['table']} ({item['why']})")
         console.print(f"{'built' if result.created else 'already built (no-op)'}: {result.path}")
         run_cfg = cfg.raw.get("run", {})
         if run_cfg.get("agreement"):
@@ -205,8 +203,6 @@ def build(
         for item in set_ or []:
             cfg = cfg.with_override(item)
         _fs, result = _build(cfg, store, strict)
-        for item in result.manifest.get("skipped", []):
-            console.print(f"skipped {item['family']}: {item['table']} ({item['why']})")
         console.print(("published " if result.created else "already built, nothing to do: ") + result.version)
     except CLI_ERRORS as exc:
         _fail(exc)
