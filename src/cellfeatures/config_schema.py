@@ -28,13 +28,17 @@ def _is(kind: type | tuple[type, ...], what: str) -> Check:
 
 STR = _is(str, "a string")
 BOOL = _is(bool, "true or false")
-NUMBER = _is((int, float), "a number")
-STR_LIST = _is(list, "a list of strings")
 
 
 def positive_int(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         return f"must be a positive integer, got {value!r}"
+    return None
+
+
+def non_negative_int(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return f"must be an integer >= 0, got {value!r}"
     return None
 
 
@@ -101,9 +105,7 @@ SOURCE_KEYS: dict[str, dict[str, Check]] = {
         "version": positive_int,
         "row_limit": positive_int,
         "position_resolution_nm": resolution,
-        "retries": lambda v: (
-            None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else f"must be an integer >= 0, got {v!r}"
-        ),
+        "retries": non_negative_int,
         "backoff_s": non_negative_number,
         "batch_size": positive_int,
         "out": STR,
@@ -175,11 +177,7 @@ def synthetic_keys() -> dict[str, Check]:
         elif f.type in ("bool", bool):
             out[f.name] = BOOL
         elif f.name == "seed":
-            out[f.name] = lambda v: (
-                None
-                if isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                else f"must be an integer >= 0, got {v!r}"
-            )
+            out[f.name] = non_negative_int
         else:
             out[f.name] = positive_int
     return out
