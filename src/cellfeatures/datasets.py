@@ -28,6 +28,7 @@ import polars as pl
 
 from cellfeatures.atomic import publish_directory, write_file_atomically
 from cellfeatures.errors import CellFeaturesError, ConfigError, StoreError
+from cellfeatures.identity import attributable_expr
 from cellfeatures.labels import LabelSet, label_sources, load_labels
 from cellfeatures.splits import SplitSpec, fold_names, make_split
 from cellfeatures.store import FeatureStore
@@ -92,6 +93,14 @@ class DatasetSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def proofread_expr(name: str, columns: list[str], version: str) -> pl.Expr:
+    """The `proofread_dendrite` / `proofread_axon` filter; a version without the proofreading family is refused."""
+    column = "proof_status_" + name.split("_")[1]
+    if column not in columns:
+        raise ConfigError(f"filter {name!r} needs the proofreading family in feature version {version}")
+    return pl.col(column).fill_null(False)
 
 
 def _select_features(manifest: dict[str, Any], spec: DatasetSpec) -> list[str]:
@@ -289,9 +298,7 @@ def build_dataset(
     leaks = leakage_check(features, manifest, labels, spec.allow_leaky)
 
     matrix = store.load(version)
-    attributable = matrix.filter((pl.col("root_id") != 0) & (pl.col("root_id").count().over("root_id") == 1))[
-        "nucleus_id"
-    ]
+    attributable = matrix.filter(attributable_expr())["nucleus_id"]
     frame = matrix.join(labels.at(spec.level), on="nucleus_id", how="inner")
     classes = labels.frame.select("nucleus_id", pl.col("class").alias("_class"))
     frame = frame.join(classes, on="nucleus_id", how="left")
@@ -302,10 +309,7 @@ def build_dataset(
         elif name == "attributable":  # from the matrix itself: every nucleus of the version is in it
             frame = frame.filter(pl.col("nucleus_id").is_in(attributable.implode()))
         elif name in ("proofread_dendrite", "proofread_axon"):
-            column = "proof_status_" + name.split("_")[1]
-            if column not in frame.columns:
-                raise ConfigError(f"filter {name!r} needs the proofreading family in feature version {version}")
-            frame = frame.filter(pl.col(column).fill_null(False))
+            frame = frame.filter(proofread_expr(name, frame.columns, version))
         else:
             raise ConfigError(f"unknown filter {name!r}; known: {', '.join(FILTERS)}")
         steps.append({"step": f"filter {name}: {FILTERS[name]}", "cells": frame.height})

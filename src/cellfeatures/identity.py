@@ -39,6 +39,12 @@ def identity_map(nucleus: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def attributable_expr() -> pl.Expr:
+    """identity_map's `attributable` rule on any frame holding every nucleus of a version (a feature matrix):
+    the nucleus is alone on a non-zero root."""
+    return (pl.col("root_id") != 0) & (pl.len().over("root_id") == 1)
+
+
 def attributable_cells(identity: pl.DataFrame) -> pl.DataFrame:
     """root_id -> nucleus_id (+ soma position) for cells whose root-keyed data can be attributed."""
     return identity.filter(pl.col("attributable")).select("root_id", "nucleus_id", "pos_x_nm", "pos_y_nm", "pos_z_nm")

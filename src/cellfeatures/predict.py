@@ -22,7 +22,9 @@ import pandera.polars as pa
 import polars as pl
 
 from cellfeatures.atomic import publish_directory
+from cellfeatures.datasets import proofread_expr
 from cellfeatures.errors import ConfigError
+from cellfeatures.identity import attributable_expr
 from cellfeatures.schemas import validate
 from cellfeatures.vocab import LEVELS, harmonise_expr
 
@@ -52,11 +54,9 @@ def cells_to_predict(store: Any, dataset: Any) -> tuple[pl.DataFrame, list[str]]
     notes = []
     for name in dataset.card["spec"]["filters"]:
         if name == "attributable":
-            counts = pl.col("root_id").count().over("root_id")
-            matrix = matrix.filter((pl.col("root_id") != 0) & (counts == 1))
+            matrix = matrix.filter(attributable_expr())
         elif name in ("proofread_dendrite", "proofread_axon"):
-            column = "proof_status_" + name.split("_")[1]
-            matrix = matrix.filter(pl.col(column).fill_null(False))
+            matrix = matrix.filter(proofread_expr(name, matrix.columns, version))
         elif name == "neurons":
             notes.append("the `neurons` filter needs a label: unlabelled cells of every class are predicted")
     return matrix, notes

@@ -21,6 +21,7 @@ import polars as pl
 
 from cellfeatures.checksums import file_sha256
 from cellfeatures.errors import ConfigError, SchemaError
+from cellfeatures.identity import attributable_expr
 from cellfeatures.sources.snapshot import read_table_file
 from cellfeatures.vocab import harmonise_expr, unmapped_values
 
@@ -91,9 +92,7 @@ def _key_by_nucleus(
             f"{name} uses root ids of version {version}, but the dataset's features are of version "
             f"{features_version}: root ids cannot be compared across versions; key the file by nucleus_id"
         )
-    roots = store.load(dataset.card["feature_version"], columns=["root_id"]).filter(pl.col("root_id") != 0)
-    shared = roots.filter(pl.col("root_id").is_duplicated())["root_id"].unique()
-    attributable = roots.filter(~pl.col("root_id").is_in(shared.implode()))
+    attributable = store.load(dataset.card["feature_version"], columns=["root_id"]).filter(attributable_expr())
     keyed = frame.with_columns(pl.col(root).cast(pl.Int64)).join(
         attributable, left_on=root, right_on="root_id", how="inner"
     )
