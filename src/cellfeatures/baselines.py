@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from cellfeatures import display
 from cellfeatures.datasets import LAYER_FEATURES, Dataset, DatasetSpec, build_dataset
 from cellfeatures.errors import CellFeaturesError, ConfigError
 from cellfeatures.labels import LABEL_SOURCES, load_labels
@@ -703,6 +704,24 @@ class Leaderboard:
     def best(self) -> EntryResult | None:
         return best_entry(self.entries)
 
+    @staticmethod
+    def load(dataset: str | Dataset, root: str | Path | None = None) -> Any:
+        """The newest written report covering a dataset, as a `SavedReport` (same frame()/per_fold()/predictions())."""
+        from cellfeatures.saved_report import SavedReport
+
+        return SavedReport.load(dataset, root)
+
+    def _rows(self) -> list[dict[str, Any]]:
+        return list(self.frame().iter_rows(named=True))
+
+    def __repr__(self) -> str:
+        return display.leaderboard_text(
+            self._rows(), f"Leaderboard {self.dataset.card['name']} ({len(self.entries)} entries)"
+        )
+
+    def _repr_html_(self) -> str:
+        return display.leaderboard_html(self._rows(), f"Leaderboard {self.dataset.card['name']}/{self.dataset.id}")
+
     def add_predictions(self, frame: pl.DataFrame, name: str, *, source: str = "") -> EntryResult:
         """Score anyone's predictions (nucleus_id, pred, optional p_<class>) on this board's test cells."""
         datasets = self._datasets or {0: self.dataset}
@@ -737,7 +756,7 @@ def run_baselines(
     models: tuple[str, ...] | dict[str, Any] = TRAINED_MODELS,
     custom: dict[str, Any] | None = None,
     existing: tuple[str, ...] | None = None,
-    root: str | Path = "datasets",
+    root: str | Path | None = None,
     source: Any = None,
     progress: Progress | None = None,
     n_jobs: int | None = None,
@@ -758,7 +777,8 @@ def run_baselines(
         raise ConfigError(
             f"unknown model(s) {unknown}{_did_you_mean(unknown[0], TRAINED_MODELS)}; known: {', '.join(TRAINED_MODELS)}"
         )
-    datasets = {seed: _sibling(store, dataset, seed, Path(root)) for seed in seeds}
+    root = Path(root) if root is not None else dataset.path.parent.parent  # seed siblings beside the dataset
+    datasets = {seed: _sibling(store, dataset, seed, root) for seed in seeds}
     chosen: list[tuple[str, Any, str]] = [(m, m, _kind(m)) for m in models]
     chosen += [(name, est, CUSTOM) for name, est in (custom or {}).items()]
     tasks = [t for name, model, _kind_ in chosen for t in trained_tasks(datasets, name, model)]

@@ -22,8 +22,27 @@ from cellfeatures.errors import CellFeaturesError, ConfigError, os_error_code
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Versioned per-cell feature matrices for CAVE connectome datastacks (MICrONS minnie65).",
+    rich_markup_mode=None,  # help texts name [store] and [dataset.<name>] sections: no markup may eat them
+    help="Versioned per-cell feature matrices for CAVE connectome datastacks (MICrONS minnie65). "
+    "Start with `cellfeatures run` (the embedded sample, offline), then `cellfeatures doctor` if anything fails.",
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from cellfeatures import PIPELINE_CODE_VERSION, __version__
+
+        print(f"cellfeatures {__version__} (pipeline code {PIPELINE_CODE_VERSION})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Versioned per-cell feature matrices for CAVE connectome datastacks (MICrONS minnie65)."""
 
 
 def _console(stderr: bool = False) -> Console:
@@ -65,9 +84,18 @@ def _config(path: Path | None) -> Config:
 
 
 def _store(config: Config | None, store: Path | None) -> Any:
+    """--store when given, else the store the config (or the project's default config) names."""
     from cellfeatures.store import FeatureStore
 
-    return FeatureStore(store or (config.store_root if config else "features"))
+    return FeatureStore(store) if store else FeatureStore(config=config or default_config())
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON on stdout (progress goes to stderr)")]
+
+
+def _print_json(obj: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, no colours, no wrapping."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
 # What a command turns into "error: ..." and exit code 2 instead of a traceback: our own errors, the
@@ -129,9 +157,21 @@ def _summary_table(manifest: dict[str, Any]) -> Table:
     return table
 
 
+def _html_of(report_md: Path) -> Path:
+    """The report's REPORT.html, written now if an older report lacks it."""
+    from cellfeatures.html_report import write_html_report
+
+    html = report_md.parent / "REPORT.html"
+    return html if html.exists() else write_html_report(report_md.parent)
+
+
 @app.command()
 def run(config: ConfigOpt = None, store: StoreOpt = None, strict: StrictOpt = False) -> None:
-    """The main job: build features, label agreement, datasets, baselines and the report (sample by default)."""
+    """The main job: build features, label agreement, datasets, baselines and the report (sample by default).
+
+    Example: cellfeatures run        (the embedded sample, offline, ~3 minutes on 2 cores)
+             cellfeatures run --config configs/my_snapshot.toml
+    """
     from cellfeatures.datasets import build_dataset
     from cellfeatures.report import baseline_report
 
@@ -165,10 +205,9 @@ def run(config: ConfigOpt = None, store: StoreOpt = None, strict: StrictOpt = Fa
         names = run_cfg.get("datasets", [])
         if names:
             built = []
-            for name in names:
-                ds = build_dataset(
-                    fs, _dataset_spec(cfg, name, {}), cfg.datasets_root, label_blocks=cfg.raw.get("labels")
-                )
+            for name in names:  # on the version just built, not on whatever was built last
+                spec = _dataset_spec(cfg, name, {"feature_version": result.version})
+                ds = build_dataset(fs, spec, cfg.datasets_root, label_blocks=cfg.raw.get("labels"))
                 built.append(ds)
                 console.print(f"dataset {name}: {ds.card['cells']:,} cells, {len(ds.features)} features → {ds.path}")
             with _fit_progress() as progress:
@@ -181,8 +220,17 @@ def run(config: ConfigOpt = None, store: StoreOpt = None, strict: StrictOpt = Fa
                     progress=progress,
                 )
             _print_leaderboard(report.parent / "leaderboard.csv")
-            console.print(f"report: {report}")
+            console.print(f"report (Markdown): {report}")
+            console.print(f"report (open in a browser): {_html_of(report)}")
         console.print(f"done in {time.perf_counter() - t0:.1f} s")
+        first = names[0] if names else "column_types"
+        console.print(
+            "next: "
+            f"`cellfeatures show {result.version[:8]}` (every feature and its origin) · "
+            f"`cellfeatures export {first} --format parquet` · "
+            f"`cellfeatures baseline {first} --model mylab.models:make_model` (your estimator on the same folds) · "
+            "examples/quickstart.ipynb (the same in a notebook)"
+        )
     except CLI_ERRORS as exc:
         _fail(exc)
 
@@ -209,8 +257,11 @@ def build(
 
 
 @app.command("list")
-def list_(store: StoreOpt = None, config: ConfigOpt = None) -> None:
-    """Published feature versions."""
+def list_(store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Published feature versions, oldest first; `latest` marks the one built last.
+
+    Example: cellfeatures list --json | jq -r '.versions[-1].version'
+    """
     try:
         fs = _store(_config(config) if config else None, store)
         rows = fs.list()
@@ -218,14 +269,19 @@ def list_(store: StoreOpt = None, config: ConfigOpt = None) -> None:
         _fail(exc)
         return
     damaged = fs.scan_versions()[1]
+    for i, r in enumerate(rows):
+        r["latest"] = i == len(rows) - 1
+    if as_json:
+        _print_json({"store": str(fs.root), "found_by": fs.found_by, "versions": rows, "damaged": damaged})
+        return
     for problem in damaged:
         err.print(f"[yellow]skipped a damaged directory:[/] {escape(problem)}", markup=True)
     if not rows:
-        console.print(f"no versions in {fs.root}")
+        console.print(f"no versions in {fs.root} (found by {fs.found_by}); build one with `cellfeatures build`")
         return
-    table = _table(list(rows[0]))
+    table = _table([c for c in rows[0] if c != "latest"] + [""], f"feature versions in {fs.root}")
     for r in rows:
-        table.add_row(*[str(v) for v in r.values()])
+        table.add_row(*[str(v) for k, v in r.items() if k != "latest"], "latest" if r["latest"] else "")
     console.print(table)
 
 
@@ -262,16 +318,20 @@ def verify(
 def show(
     version: Annotated[str, typer.Argument(help="version id, unique prefix or 'latest'")] = "latest",
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """A version's manifest: inputs with origins, families, per-feature stats."""
+    """A version's manifest: inputs with origins, families, per-feature stats.
+
+    Example: cellfeatures show latest      cellfeatures show 3f2a --json
+    """
     try:
-        m = _store(None, store).manifest(version)
+        m = _store(_config(config) if config else None, store).manifest(version)
     except CLI_ERRORS as exc:
         _fail(exc)
         return
     if as_json:
-        console.print_json(json.dumps(m, default=str))
+        _print_json(m)
         return
     console.print(_summary_table(m))
     inputs = _table(("table", "origin", "rows", "parts"), "inputs")
@@ -304,15 +364,18 @@ def _fmt(value: Any) -> str:
 
 
 @app.command()
-def diff(a: str, b: str, store: StoreOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """What changed between two versions: cells, features, values, config, input tables."""
+def diff(a: str, b: str, store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """What changed between two versions: cells, features, values, config, input tables.
+
+    Example: cellfeatures diff 3f2a 9c1e     cellfeatures diff 3f2a latest --json
+    """
     try:
-        d = _store(None, store).diff(a, b)
+        d = _store(_config(config) if config else None, store).diff(a, b)
     except CLI_ERRORS as exc:
         _fail(exc)
         return
     if as_json:
-        console.print_json(json.dumps(d.as_dict(), default=str))
+        _print_json(d.as_dict())
         return
     console.print(f"[bold]{escape(d.a)}[/] → [bold]{escape(d.b)}[/]", markup=True)
     console.print(f"cells: +{d.cells_added} −{d.cells_removed}, re-rooted {d.cells_rerooted}")
@@ -329,8 +392,11 @@ def diff(a: str, b: str, store: StoreOpt = None, as_json: Annotated[bool, typer.
 
 
 @app.command()
-def features(config: ConfigOpt = None) -> None:
-    """The feature catalogue of a config: every column with dtype, unit, family and meaning."""
+def features(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The feature catalogue of a config: every column with dtype, unit, family and meaning.
+
+    Example: cellfeatures features --config configs/minnie65_public.toml --json
+    """
     from cellfeatures.pipelines import catalogue
 
     try:
@@ -338,6 +404,14 @@ def features(config: ConfigOpt = None) -> None:
         specs = catalogue(cfg.features)
     except CLI_ERRORS as exc:
         _fail(exc)
+        return
+    if as_json:
+        _print_json(
+            [
+                {"feature": s.name, "family": s.family, "dtype": s.dtype, "unit": s.unit, "description": s.description}
+                for s in specs
+            ]
+        )
         return
     table = _table(("feature", "family", "dtype", "unit", "description"), f"feature catalogue ({cfg.name})")
     for s in specs:
@@ -355,7 +429,10 @@ def fetch(
     out: Annotated[Path | None, typer.Option(help="snapshot directory (default: <cache_dir>/<datastack>/v<N>)")] = None,
     tables: Annotated[str | None, typer.Option(help="comma-separated tables (default: what the config needs)")] = None,
 ) -> None:
-    """Fetch a pinned CAVE version into a local snapshot: row-cap-safe, retrying, resumable."""
+    """Fetch a pinned CAVE version into a local snapshot: row-cap-safe, retrying, resumable.
+
+    Example: CAVE_TOKEN=... cellfeatures fetch --config configs/minnie65_public.toml --tables nucleus_detection_v0
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cellfeatures.sources.cave import fetch_tables
@@ -416,8 +493,15 @@ def _dataset_spec(cfg: Config, name: str, overrides: dict[str, Any]) -> Any:
         if overrides.get(key) is not None:
             split[key] = overrides.pop(key)
     block.update({k: v for k, v in overrides.items() if v is not None})
-    if not block and name not in blocks:
-        raise ConfigError(f"no [dataset.{name}] in {cfg.path}; give --label and --level to define one")
+    if not (set(block) - {"feature_version"}) and name not in blocks:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(blocks), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"no [dataset.{name}] in {cfg.path}{hint}; give --label and --level to define a new one "
+            f"(have: {', '.join(blocks) or 'none'})"
+        )
     return DatasetSpec.from_dict(name, {**block, "split": split})
 
 
@@ -431,14 +515,36 @@ def dataset(
     split: Annotated[str | None, typer.Option(help="stratified | spatial | column")] = None,
     folds: int | None = None,
     seed: int | None = None,
-    block_um: float | None = None,
-    version: Annotated[str | None, typer.Option(help="feature version (default: latest)")] = None,
+    block_um: Annotated[float | None, typer.Option(help="spatial block size, um (default 50)")] = None,
+    buffer_um: Annotated[float | None, typer.Option(help="buffer between train and test, um (default 15)")] = None,
+    origins: Annotated[
+        str | None, typer.Option(help="feature origins, comma-separated (default real,derived: no synthetic)")
+    ] = None,
+    exclude: Annotated[
+        str | None, typer.Option(help="feature names or globs to leave out, comma-separated (default pos_*,qc_*)")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="feature version id or prefix (default: the config's own version)")
+    ] = None,
 ) -> None:
-    """Build a model-ready dataset: features + label + filters + leakage-aware split, with a card."""
+    """Build a model-ready dataset: features + label + filters + leakage-aware split, with a card.
+
+    Defaults are the headline settings (spatial 5-fold split, 50 um blocks, 15 um buffer, a locked test slab,
+    real and derived features only) on the config's own feature version (built first if needed).
+
+    Example: cellfeatures dataset column_types
+             cellfeatures dataset my_mtypes --label mtype --level raw --block-um 40 --exclude 'pos_*,syn_*'
+    """
     from cellfeatures.datasets import build_dataset, fold_names_of
+
+    def listed(text: str | None) -> list[str] | None:
+        return [v.strip() for v in text.split(",") if v.strip()] if text is not None else None
 
     try:
         cfg = _config(config)
+        fs = _store(cfg, store)
+        if version is None:  # the config's own version (a no-op when built), not whatever was built last
+            version = _build(cfg, store)[1].version
         spec = _dataset_spec(
             cfg,
             name,
@@ -449,12 +555,12 @@ def dataset(
                 "folds": folds,
                 "seed": seed,
                 "block_um": block_um,
+                "buffer_um": buffer_um,
+                "origins": listed(origins),
+                "exclude": listed(exclude),
                 "feature_version": version,
             },
         )
-        fs = _store(cfg, store)
-        if not fs.list():
-            _build(cfg, store)
         ds = build_dataset(fs, spec, cfg.datasets_root, label_blocks=cfg.raw.get("labels"))
         card = ds.card
         console.print(
@@ -479,6 +585,7 @@ def baseline(
         list[str] | None,
         typer.Option("--model", help="your own estimator: module:callable returning a scikit-learn estimator"),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Floors, trained baselines and every existing model table, scored alike; writes leaderboard + report.
 
@@ -492,7 +599,10 @@ def baseline(
         ds = find_dataset(name, cfg.datasets_root)
         chosen = tuple(m.strip() for m in models.split(",")) if models else None
         custom = dict(_load_estimator(spec) for spec in model or [])
-        with _fit_progress() as progress:
+        err.print(
+            f"dataset {ds.card['name']}/{ds.id} ({ds.card['cells']:,} cells, version {ds.card['feature_version']})"
+        )
+        with _fit_progress(err if as_json else console) as progress:
             report, created = baseline_report(
                 _store(cfg, store),
                 ds,
@@ -502,10 +612,44 @@ def baseline(
                 root=cfg.datasets_root,
                 progress=progress,
             )
+        html = _html_of(report)
+        if as_json:
+            board = pl.read_csv(report.parent / "leaderboard.csv", infer_schema_length=None)
+            _print_json({"report": str(report), "html": str(html), "created": created, "leaderboard": board.to_dicts()})
+            return
         _print_leaderboard(report.parent / "leaderboard.csv")
         console.print(f"report: {report}" + ("" if created else " (already computed)"))
+        console.print(f"report (open in a browser): {html}")
     except CLI_ERRORS as exc:
         _fail(exc)
+
+
+@app.command()
+def report(
+    name: Annotated[str, typer.Argument(help="dataset name, <name>/<id>, id prefix, path, or a report folder")] = (
+        "column_types"
+    ),
+    config: ConfigOpt = None,
+) -> None:
+    """Write (or rewrite) the self-contained HTML report of the newest baseline report covering a dataset.
+
+    One file, everything embedded (figures, styles; no network): dataset card, leaderboard with intervals,
+    confusion matrices, per-class metrics, calibration, feature distributions, depth profiles, feature origins.
+
+    Example: cellfeatures report column_types      (then open the printed REPORT.html in a browser)
+    """
+    from cellfeatures.html_report import write_html_report
+    from cellfeatures.saved_report import SavedReport
+
+    try:
+        cfg = _config(config)
+        with console.status("writing the HTML report"):
+            saved = SavedReport.load(name, cfg.datasets_root)
+            path = write_html_report(saved.path)
+    except CLI_ERRORS as exc:
+        _fail(exc)
+        return
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, self-contained: open it in any browser)")
 
 
 def _load_estimator(spec: str) -> tuple[str, Any]:
@@ -531,19 +675,9 @@ def _load_estimator(spec: str) -> tuple[str, Any]:
 
 
 def _latest_report(ds: Any, datasets_root: str | Path | None = None) -> Path | None:
-    """The newest baseline report that covers this dataset (a `run` report lives under its first dataset)."""
-    boards = set((ds.path / "baselines").glob("*/leaderboard.csv"))
-    if datasets_root is not None:
-        boards |= set(Path(datasets_root).glob("*/*/baselines/*/leaderboard.csv"))
-    found = []
-    for board in boards:
-        try:
-            ids = pl.read_csv(board, columns=["dataset_id"])["dataset_id"].to_list()
-        except (OSError, pl.exceptions.PolarsError):
-            continue  # a damaged report is not a candidate
-        if ds.id in ids and (board.parent / "REPORT.md").exists():
-            found.append(board.parent)
-    return max(found, key=lambda p: (p / "REPORT.md").stat().st_mtime) if found else None
+    from cellfeatures.saved_report import latest_report
+
+    return latest_report(ds, datasets_root)
 
 
 @app.command()
@@ -637,8 +771,8 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 
 
 @contextmanager
-def _fit_progress() -> Iterator[Callable[[int, int, str], None]]:
-    """A bar for the baseline stage: fits done / total and the fit that just finished."""
+def _fit_progress(on: Console | None = None) -> Iterator[Callable[[int, int, str], None]]:
+    """A bar for the baseline stage: fits done / total and the fit that just finished (on stdout or stderr)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -647,7 +781,7 @@ def _fit_progress() -> Iterator[Callable[[int, int, str], None]]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[last]}", markup=False),
-        console=console,
+        console=on or console,
         transient=False,
     ) as bars:
         task = bars.add_task("fits", total=None, last="")
@@ -693,16 +827,25 @@ def export(
     name: Annotated[str, typer.Argument(help="dataset name, <name>/<id>, id prefix or path")],
     fmt: Annotated[str, typer.Option("--format", help="parquet | csv | arrow | npz")] = "parquet",
     out: Annotated[Path | None, typer.Option(help="output file")] = None,
-    datasets_root: Annotated[Path, typer.Option("--datasets", help="datasets root")] = Path("datasets"),
+    config: ConfigOpt = None,
+    datasets_root: Annotated[
+        Path | None, typer.Option("--datasets", help="datasets root (default: the config's)")
+    ] = None,
 ) -> None:
-    """Export a dataset (data + split roles) for other tools."""
+    """Export a dataset (data + split roles) for other tools.
+
+    Example: cellfeatures export column_types --format npz --out column_types.npz
+    """
     from cellfeatures.datasets import check_name, find_dataset
 
     try:
-        ds = find_dataset(name, datasets_root)
+        ds = find_dataset(name, datasets_root or _config(config).datasets_root)
         target = out or Path(check_name(f"{ds.card['name']}-{ds.id}.{fmt}", "export file name"))
         ds.export(fmt, target)
-        console.print(f"wrote {target}")
+        console.print(
+            f"wrote {target}: dataset {ds.card['name']}/{ds.id} ({ds.card['cells']:,} cells, split seed "
+            f"{ds.card['spec']['split']['seed']}, version {ds.card['feature_version']})"
+        )
     except CLI_ERRORS as exc:
         _fail(exc)
 
@@ -741,10 +884,32 @@ def labels(
     b: Annotated[str, typer.Argument(help="label source to compare with")] = "early_model",
     config: ConfigOpt = None,
     level: Annotated[str, typer.Option(help="class | subclass | type")] = "type",
+    as_json: JsonOpt = False,
 ) -> None:
-    """Agreement of two label sources, raw spellings first, then after harmonisation (with confusion)."""
+    """Agreement of two label sources, raw spellings first, then after harmonisation (with confusion).
+
+    Example: cellfeatures labels manual early_model --level class
+             cellfeatures labels early_model datasets/.../predictions/column_types.parquet
+    """
     try:
         la, lb, raw, harmonised = _compare_labels(_config(config), a, b, level)
+        if as_json:
+            _print_json(
+                {
+                    "a": a,
+                    "b": b,
+                    "level": level,
+                    "raw": {"agreement": raw.agreement, "shared": raw.shared},
+                    "harmonised": {
+                        "agreement": harmonised.agreement,
+                        "shared": harmonised.shared,
+                        "kappa": harmonised.kappa,
+                        "confusion": harmonised.confusion.to_dicts(),
+                    },
+                    "unmapped": {la.spec.name: la.unmapped, lb.spec.name: lb.unmapped},
+                }
+            )
+            return
         for label_set in (la, lb):
             if label_set.unmapped:
                 console.print(
@@ -768,11 +933,30 @@ def labels(
 
 
 @app.command()
-def sample() -> None:
-    """The embedded sample's tables, with origin (real / derived / synthetic) and rows."""
+def sample(as_json: JsonOpt = False) -> None:
+    """The embedded sample's tables, with origin (real / derived / synthetic) and rows.
+
+    Example: cellfeatures sample --json
+    """
     from cellfeatures.sources.sample import SampleSource
 
-    src = SampleSource()
+    src = SampleSource(progress=lambda msg: err.print(msg))
+    if as_json:
+        tables = []
+        for name in src.tables():
+            info = src.info(name)
+            tables.append(
+                {
+                    "table": name,
+                    "origin": info.origin,
+                    "kind": info.kind,
+                    "rows": info.rows,
+                    "source": info.source,
+                    "parts": [{"origin": p.origin, "rows": p.rows} for p in info.parts],
+                }
+            )
+        _print_json({"committed": str(src.committed_dir), "generated": str(src.synthetic_dir), "tables": tables})
+        return
     table = _table(("table", "origin", "kind", "rows", "source"), "embedded sample")
     for name in src.tables():
         info = src.info(name)
@@ -794,7 +978,10 @@ def synthetic(
     seed: int = 0,
     chunk_rows: int = 2_000_000,
 ) -> None:
-    """Write a synthetic snapshot of any size (partitioned synapses, bounded memory)."""
+    """Write a synthetic snapshot of any size (partitioned synapses, bounded memory).
+
+    Example: cellfeatures synthetic --out /scratch/synth --cells 20000 --synapses 100000000
+    """
     from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
 
     t0 = time.perf_counter()
@@ -806,6 +993,33 @@ def synthetic(
         _fail(exc)
         return
     console.print(f"wrote {path} ({rows:,} synapses) in {time.perf_counter() - t0:.1f} s")
+
+
+@app.command()
+def doctor(
+    config: ConfigOpt = None,
+    server: Annotated[
+        str | None, typer.Option(help="CAVE server to try (default: the config's, else the public one)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What this installation sees: versions, config, store / datasets / cache folders and write access,
+    CAVE token present or not (never shown), server reachable or not. Exit 1 only on a real problem.
+
+    Example: cellfeatures doctor          cellfeatures doctor --config configs/minnie65_public.toml --json
+    """
+    from cellfeatures.doctor import as_json as checks_json
+    from cellfeatures.doctor import run_checks
+
+    checks = run_checks(config, server)
+    if as_json:
+        _print_json(checks_json(checks))
+    else:
+        marks = {"ok": "[green]ok     [/]", "note": "[yellow]note   [/]", "problem": "[bold red]problem[/]"}
+        for c in checks:
+            console.print(f"{marks[c.state]} {escape(c.name)}: {escape(c.detail)}", markup=True)
+    if any(c.state == "problem" for c in checks):
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":  # pragma: no cover

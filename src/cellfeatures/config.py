@@ -15,6 +15,7 @@ from typing import Any
 
 from cellfeatures.config_schema import check_raw
 from cellfeatures.errors import ConfigError
+from cellfeatures.locate import find_project, project_of_config, resolve_under
 
 KNOWN_SECTIONS = {
     "name",
@@ -167,13 +168,14 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> Config:
         raise ConfigError(f"{where}: no [features.*] section: nothing to build")
     identity = {"nucleus_table": "nucleus_detection_v0", **raw.get("identity", {})}
     store = raw.get("store", {})
+    project = project_of_config(path)  # relative roots mean the project's, not the working directory's
     return Config(
         name=str(raw.get("name", path.stem if path else "config")),
         source=source,
         identity=identity,
         features=features,
-        store_root=str(store.get("root", "features")),
-        datasets_root=str(raw.get("datasets", {}).get("root", "datasets")),
+        store_root=str(resolve_under(project, store.get("root", "features"))),
+        datasets_root=str(resolve_under(project, raw.get("datasets", {}).get("root", "datasets"))),
         path=path,
         raw=raw,
     )
@@ -195,6 +197,6 @@ def packaged_config_path(name: str = "sample") -> Path:
 
 
 def default_config() -> Config:
-    """configs/sample.toml of the working directory if present, else the copy inside the package."""
-    local = Path("configs") / "sample.toml"
+    """configs/sample.toml of the project (found from the working directory up), else the package's copy."""
+    local = (find_project() or Path.cwd()) / "configs" / "sample.toml"
     return load_config(local if local.exists() else packaged_config_path("sample"))

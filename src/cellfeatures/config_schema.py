@@ -136,6 +136,11 @@ EXTERNAL_KEYS: dict[str, Check] = {
     "key": STR,
     "prefix": STR,
     "origin": one_of("real", "derived", "synthetic"),
+    "descriptions": lambda v: (
+        None
+        if isinstance(v, dict) and all(isinstance(d, str) for d in v.values())
+        else 'must be a table of column = "what it measures"'
+    ),
     "columns": lambda v: (
         None
         if isinstance(v, dict) and all(isinstance(u, str) for u in v.values())

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from cellfeatures import display
 from cellfeatures.atomic import publish_directory, write_file_atomically
 from cellfeatures.errors import CellFeaturesError, ConfigError, StoreError
 from cellfeatures.identity import attributable_expr
@@ -60,6 +61,11 @@ class LeakageError(CellFeaturesError):
     """The dataset's features would reveal its label."""
 
 
+# A dataset's split when its spec says nothing: the headline settings of configs/sample.toml (spatial,
+# 5 folds, 50 um blocks, 15 um buffer; SplitSpec's defaults) plus the locked test slab.
+HEADLINE_SPLIT: dict[str, Any] = {"locked_fraction": 0.15}
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
@@ -70,10 +76,10 @@ class DatasetSpec:
     origins: tuple[str, ...] = ("real", "derived")  # synthetic features only when asked for
     families: tuple[str, ...] = ()
     include: tuple[str, ...] = ()  # explicit feature names or globs (after origin/family selection)
-    exclude: tuple[str, ...] = ("pos_*",)  # positions would let a model memorise places
+    exclude: tuple[str, ...] = ("pos_*", "qc_*")  # positions would let a model memorise places; qc flags are constant
     min_class_size: int = 5
     allow_leaky: tuple[str, ...] = ()
-    split: SplitSpec = field(default_factory=SplitSpec)
+    split: SplitSpec = field(default_factory=lambda: SplitSpec(**HEADLINE_SPLIT))
 
     def __post_init__(self) -> None:
         check_name(self.name, "dataset name")
@@ -85,7 +91,7 @@ class DatasetSpec:
         if split_block.get("column_box_um") is not None:
             split_block["column_box_um"] = tuple(split_block["column_box_um"])
         try:
-            split = SplitSpec(**split_block)
+            split = SplitSpec(**{**HEADLINE_SPLIT, **split_block})
             tuples = {k: tuple(v) for k, v in block.items() if isinstance(v, list)}
             return cls(name=name, split=split, **{**block, **tuples})
         except TypeError as exc:
@@ -160,9 +166,37 @@ LAYER_FEATURES = ("soma_depth_um", "pos_y_nm")
 
 @dataclass
 class Dataset:
-    """A built dataset on disk. Its files never change once published, so each is read once."""
+    """A built dataset on disk. Its files never change once published, so each is read once.
+
+    Example (on the sample)::
+
+        >>> ds = cf.Dataset.load("column_types")
+        >>> x, y, names = ds.xy(0, "train")
+        >>> x.shape[1] == len(names) and len(y) == x.shape[0]
+        True
+        >>> sorted(ds.frame()["fold_0"].unique())
+        ['buffer', 'locked', 'test', 'train']
+    """
 
     path: Path
+
+    @classmethod
+    def load(cls, name: str, root: str | os.PathLike[str] | None = None) -> Dataset:
+        """A dataset by name (the most recently built), `<name>/<id>`, id prefix or path.
+
+        Without `root`, the datasets root of the project's config (found from the working directory up).
+        """
+        if root is None:
+            from cellfeatures.config import default_config
+
+            root = default_config().datasets_root
+        return find_dataset(name, root)
+
+    def __repr__(self) -> str:
+        return display.dataset_text(self.card, self.path)
+
+    def _repr_html_(self) -> str:
+        return display.dataset_html(self.card, self.path)
 
     @cached_property
     def card(self) -> dict[str, Any]:
@@ -276,17 +310,26 @@ def _dataset_id(version: str, spec: DatasetSpec) -> str:
 def build_dataset(
     store: FeatureStore,
     spec: DatasetSpec,
-    root: str | os.PathLike[str] = "datasets",
+    root: str | os.PathLike[str] | None = None,
     source: Any = None,
     label_blocks: dict[str, Any] | None = None,
 ) -> Dataset:
-    """Build (or find) a dataset; atomic like feature versions."""
+    """Build (or find) a dataset; atomic like feature versions.
+
+    `root` defaults to the datasets root of the store's config (or of the project's config).
+    """
+    if root is None:
+        from cellfeatures.config import default_config
+
+        root = (store.config or default_config()).datasets_root
     version = store.resolve(spec.feature_version)
     manifest = store.manifest(version)
     dataset_id = _dataset_id(version, spec)
     final = Path(root) / spec.name / dataset_id
     if (final / "card.json").exists():
         return Dataset(final)
+    if label_blocks is None and store.config is not None:
+        label_blocks = store.config.raw.get("labels")
     sources = label_sources(label_blocks)
     if spec.label not in sources:
         raise ConfigError(f"unknown label source {spec.label!r}; known: {', '.join(sources)}")

@@ -56,7 +56,9 @@ def _pyplot() -> Any:
 def _plot_confusion(path: Path, title: str, labels: list[str], matrix: np.ndarray) -> None:
     plt = _pyplot()
 
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(labels), 0.8 + 0.5 * len(labels)))
+    # sized for the number of classes, never below what a 2-class matrix with its labels and title needs
+    side = max(3.6, 1.2 + 0.55 * len(labels))
+    fig, ax = plt.subplots(figsize=(side, max(3.2, 1.0 + 0.5 * len(labels))))
     norm = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
@@ -75,25 +77,28 @@ def _plot_confusion(path: Path, title: str, labels: list[str], matrix: np.ndarra
                 )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    ax.set_title(title, fontsize=8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
 def _plot_per_class(path: Path, per_class: dict[str, dict[str, float]], labels: list[str]) -> None:
+    """Entries x classes heat map of F1: readable at any number of entries (grouped bars were ~3,000 px wide)."""
     plt = _pyplot()
 
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(labels) * max(1, len(per_class)) / 2), 3.6))
-    width = 0.8 / max(len(per_class), 1)
-    for i, (entry, scores) in enumerate(per_class.items()):
-        ax.bar(np.arange(len(labels)) + i * width, [scores.get(c, 0.0) for c in labels], width, label=entry)
-    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("F1 (seed 0, pooled folds)")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    entries = list(per_class)
+    grid = np.array([[per_class[e].get(c, np.nan) for c in labels] for e in entries], dtype=float)
+    fig, ax = plt.subplots(figsize=(2.8 + 0.55 * len(labels), 1.0 + 0.32 * max(len(entries), 2)))
+    ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(entries)), entries, fontsize=8)
+    for i in range(len(entries)):
+        for j in range(len(labels)):
+            if grid[i, j] == grid[i, j]:
+                colour = "black" if grid[i, j] > 0.6 else "white"
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6.5, color=colour)
+    ax.set_title("per-class F1 (first seed, folds pooled)", fontsize=9)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -106,8 +111,7 @@ def _plot_importances(path: Path, rows: list[dict[str, Any]], title: str) -> Non
     ax.tick_params(axis="y", labelsize=8)
     ax.set_xlabel("drop in balanced accuracy when permuted (test split)")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -122,8 +126,7 @@ def _plot_reliability(path: Path, bins: list[dict[str, Any]], title: str) -> Non
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -151,7 +154,7 @@ def baseline_report(
     seeds: tuple[int, ...] = (0, 1, 2),
     models: tuple[str, ...] | None = None,
     existing: tuple[str, ...] | None = None,
-    root: str | Path = "datasets",
+    root: str | Path | None = None,
     extra: list[Any] | None = None,
     custom: dict[str, Any] | None = None,
     progress: Any = None,
@@ -178,8 +181,11 @@ def baseline_report(
     ]
 
     def write(tmp: Path) -> None:
+        from cellfeatures.html_report import render
+
         write_report(boards[0], tmp, boards[1:])
         save_best_model(boards[0], tmp)
+        (tmp / "REPORT.html").write_text(render(tmp, shown=out), encoding="utf-8")
 
     _, created = publish_directory(out, write, ready="REPORT.md")
     return out / "REPORT.md", created

@@ -27,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from cellfeatures import PIPELINE_CODE_VERSION, __version__
+from cellfeatures import PIPELINE_CODE_VERSION, __version__, display
 from cellfeatures.atomic import publish_directory
 from cellfeatures.checksums import cached_sha256, file_sha256
 from cellfeatures.config import Config
@@ -40,6 +40,7 @@ from cellfeatures.errors import (
     one_line,
     os_error_code,
 )
+from cellfeatures.feature_version import FeatureVersion
 from cellfeatures.identity import identity_map
 from cellfeatures.pipelines import FAMILIES, BuildContext, FeatureSpec
 from cellfeatures.pipelines import external as external_family
@@ -113,6 +114,12 @@ class VersionDiff:
     def changed_features(self) -> list[dict[str, Any]]:
         return [d for d in self.drift if d["changed"]]
 
+    def __repr__(self) -> str:
+        return display.diff_text(self)
+
+    def _repr_html_(self) -> str:
+        return display.diff_html(self)
+
 
 def _column_stats(df: pl.DataFrame, spec: FeatureSpec, origin: str) -> dict[str, Any]:
     col = df[spec.name]
@@ -146,10 +153,62 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class FeatureStore:
-    """Python API over the store root: build, list, show, scan, load, diff."""
+    """Python API over the store root: build, list, show, scan, load, diff.
 
-    def __init__(self, root: str | os.PathLike[str] = "features") -> None:
-        self.root = Path(root)
+    `FeatureStore()` finds the store the project's config names (the project is found from the working
+    directory upwards, so a notebook in `examples/` finds the project's store); `FeatureStore(path)` uses
+    that path; `FeatureStore(config="configs/x.toml")` the store of that config. Example::
+
+        >>> store = cf.FeatureStore()
+        >>> store.latest().id == store.list()[-1]["version"]
+        True
+        >>> store.load(columns=["depth_um"]).columns
+        ['nucleus_id', 'depth_um']
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str] | None = None, *, config: str | os.PathLike[str] | Config | None = None
+    ) -> None:
+        from cellfeatures.config import default_config, load_config
+
+        self.config: Config | None = None  # the config that named this store (what build() builds by default)
+        if root is not None:
+            self.root = Path(root).expanduser().resolve()
+            self.found_by = "the path given"
+        else:
+            self.config = (
+                config if isinstance(config, Config) else load_config(Path(config)) if config else default_config()
+            )
+            self.root = Path(self.config.store_root)
+            self.found_by = f"[store] root of {self.config.path}"
+
+    def __repr__(self) -> str:
+        versions = self.list()
+        latest = f", latest {versions[-1]['version']}" if versions else ""
+        return f"FeatureStore({str(self.root)!r}): {len(versions)} version(s){latest} (found by {self.found_by})"
+
+    def _repr_html_(self) -> str:
+        versions = self.list()
+        if not versions:
+            return display.box(
+                "FeatureStore",
+                display.para(f"no versions in {self.root} (found by {self.found_by}); build one with store.build()"),
+            )
+        rows = [(*r.values(), "latest" if i == len(versions) - 1 else "") for i, r in enumerate(versions)]
+        return display.box(
+            "FeatureStore",
+            display.para(f"{self.root} (found by {self.found_by})"),
+            display.table((*versions[0], ""), rows),
+        )
+
+    def version(self, version: str = "latest") -> FeatureVersion:
+        """One published version as an object (id, unique prefix or 'latest')."""
+        resolved = self.resolve(version)
+        return FeatureVersion(self, resolved, self.manifest(resolved))
+
+    def latest(self) -> FeatureVersion:
+        """The version built last (not necessarily your config's: `build(config)` finds that one)."""
+        return self.version("latest")
 
     # ------------------------------------------------------------ reading
     def _read_manifest(self, path: Path) -> dict[str, Any]:
@@ -216,7 +275,10 @@ class FeatureStore:
         """Full version id from an id, a unique prefix, or 'latest'."""
         versions = [r["version"] for r in self.list()]
         if not versions:
-            raise VersionNotFoundError(f"the store {self.root} has no versions yet; run `cellfeatures build`")
+            raise VersionNotFoundError(
+                f"the store {self.root} (found by {self.found_by}) has no versions yet; run `cellfeatures build` "
+                f"or store.build()"
+            )
         if version == "latest":
             return versions[-1]
         matches = [v for v in versions if v.startswith(version)]
@@ -335,7 +397,7 @@ class FeatureStore:
     # ------------------------------------------------------------ building
     def build(
         self,
-        config: Config,
+        config: Config | None = None,
         source: Source | None = None,
         progress: Progress | None = None,
         *,
@@ -346,11 +408,13 @@ class FeatureStore:
         Families whose tables the source lacks are skipped (listed in the manifest's `skipped`), unless
         `strict`; see Config.for_tables.
         """
+        from cellfeatures.config import default_config
         from cellfeatures.sources.factory import make_source
 
+        config = config or self.config or default_config()
         say = progress or (lambda _msg: None)
         started = time.perf_counter()
-        source = source or make_source(config.source, config.tables_needed())
+        source = source or make_source(config.source, config.tables_needed(), progress=say)
         config, skipped = config.for_tables(set(source.tables()), strict)
         for item in skipped:
             say(f"skipped {item['family']}: {item['table']} — {item['why']}")

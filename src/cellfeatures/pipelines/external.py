@@ -63,7 +63,8 @@ def features(cfg: dict[str, Any], dtypes: dict[str, dict[str, str]] | None = Non
                     output_name(name, block, column, unit),
                     dtype,
                     unit or "unspecified",
-                    f"{column} from external table {block.get('table') or block.get('path')}",
+                    block.get("descriptions", {}).get(column)
+                    or f"{column} from external table {block.get('table') or block.get('path')}",
                     inputs=(str(block.get("table") or block.get("path")),),
                     origin=None if block.get("table") else block.get("origin", "real"),
                 )

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cellfeatures.errors import ConfigError
 from cellfeatures.sources.base import Source
 
 
-def make_source(cfg: dict[str, Any], tables: list[str] | None = None) -> Source:
-    """`tables`: what the build will read (a cave source fetches exactly those)."""
+def make_source(
+    cfg: dict[str, Any], tables: list[str] | None = None, progress: Callable[[str], None] | None = None
+) -> Source:
+    """`tables`: what the build will read (a cave source fetches exactly those); `progress` hears slow first steps."""
     kind = cfg.get("kind", "sample")
     if kind == "sample":
         from cellfeatures.sources.sample import SampleSource
 
-        return SampleSource(cache_dir=cfg.get("cache_dir"))
+        return SampleSource(cache_dir=cfg.get("cache_dir"), progress=progress)
     if kind == "snapshot":
         from cellfeatures.sources.snapshot import SnapshotSource
 

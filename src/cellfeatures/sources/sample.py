@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from importlib.resources import files
 from pathlib import Path
@@ -94,11 +95,16 @@ def _cache_key(committed: Path, spec: SyntheticSpec) -> str:
 
 
 def ensure_sample_synthetic(
-    committed: Path | None = None, cache_dir: Path | None = None, spec: SyntheticSpec = SAMPLE_SPEC
+    committed: Path | None = None,
+    cache_dir: Path | None = None,
+    spec: SyntheticSpec = SAMPLE_SPEC,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Generate the sample's synthetic tables once (atomically) and return their folder."""
     committed = committed or sample_data_dir()
     root = (cache_dir or default_cache_dir()) / "sample" / _cache_key(committed, spec)
+    if progress is not None and not root.exists():  # the first run waits here: say why
+        progress(f"first use: generating the sample's synthetic tables once into {root} (~15 s)")
 
     def write(tmp: Path) -> None:
         cells = sample_cells(committed)
@@ -159,9 +165,11 @@ def ensure_sample_synthetic(
 class SampleSource(SnapshotSource):
     """The offline default: committed real/derived tables plus the cached synthetic ones."""
 
-    def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, cache_dir: str | os.PathLike[str] | None = None, progress: Callable[[str], None] | None = None
+    ) -> None:
         committed = sample_data_dir()
-        synthetic = ensure_sample_synthetic(committed, Path(cache_dir) if cache_dir else None)
+        synthetic = ensure_sample_synthetic(committed, Path(cache_dir) if cache_dir else None, progress=progress)
         super().__init__(committed, synthetic)
         self.committed_dir = committed
         self.synthetic_dir = synthetic
