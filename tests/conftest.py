@@ -100,3 +100,27 @@ def snapshot(tmp_path: Path) -> Callable[..., SnapshotSource]:
         return write_snapshot(tmp_path / f"snap{next(counter)}", tables, manifest)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def sample_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project folder as a user has it after a first session: configs/sample.toml, the sample's
+    feature version, the column_types dataset and a one-seed baseline report (with REPORT.html).
+
+    Shared (read-only) by the notebook API, HTML report and browser tests; ~30 s to make once.
+    """
+    from cellfeatures.config import load_config, packaged_config_path
+    from cellfeatures.datasets import DatasetSpec, build_dataset
+    from cellfeatures.report import baseline_report
+    from cellfeatures.store import FeatureStore
+
+    root = tmp_path_factory.mktemp("project")
+    (root / "configs").mkdir()
+    (root / "configs" / "sample.toml").write_text(packaged_config_path("sample").read_text())
+    (root / "examples").mkdir()
+    cfg = load_config(root / "configs" / "sample.toml")
+    store = FeatureStore(config=cfg)
+    version = store.build().version
+    ds = build_dataset(store, DatasetSpec("column_types", feature_version=version))
+    baseline_report(store, ds, seeds=(0,), models=("majority", "logistic_regression"))
+    return root

@@ -28,6 +28,9 @@ def test_run_builds_the_sample_and_summarises(in_tmp: Path) -> None:
     assert "hist_gradient_boosting" in result.output and "table:soma_nuc_model_83_1_v117" in result.output
     report = next((in_tmp / "datasets" / "column_types").glob("*/baselines/*/REPORT.md"))
     assert "column_classes" in report.read_text(), "one report covers class and type level"
+    html = report.parent / "REPORT.html"
+    assert f"report (open in a browser): {html}" in result.output and html.stat().st_size > 100_000
+    assert "next: `cellfeatures show" in result.output
     again = runner.invoke(app, ["run"])
     assert "already built (no-op)" in again.output
     listed = runner.invoke(app, ["list"])
@@ -85,3 +88,58 @@ def test_baseline_command_writes_a_leaderboard_and_report(in_tmp: Path) -> None:
     assert "Elabbady et al. 2025" in text and "How the settings differ" in text
     assert list((report.parent / "figures").glob("*.png")) and (report.parent / "leaderboard.csv").exists()
     assert list((report.parent / "models").glob("*.joblib"))
+
+
+def test_version_and_every_help_has_an_example() -> None:
+    import re
+
+    out = runner.invoke(app, ["--version"])
+    assert out.exit_code == 0 and re.match(r"cellfeatures \d+\.\d+\.\d+", out.output)
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]  # type: ignore[union-attr]
+    assert {"run", "report", "doctor", "list", "baseline"} <= set(names)
+    for name in names:
+        shown = runner.invoke(app, [name, "--help"])
+        assert shown.exit_code == 0, name
+        assert "Examples:" in shown.output and f"cellfeatures {name}" in shown.output, name
+    assert "[store] root" in runner.invoke(app, ["build", "--help"]).output, "no markup may eat [store]"
+
+
+def test_json_output_is_plain_json_on_stdout(in_tmp: Path) -> None:
+    """--json on list, show, diff, features, sample, labels and baseline: parseable, progress on stderr."""
+    import json
+
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    listed = json.loads(runner.invoke(app, ["list", "--json"]).stdout)
+    version = listed["versions"][-1]["version"]
+    assert listed["versions"][-1]["latest"] is True and listed["store"] == str(in_tmp / "features")
+    shown = json.loads(runner.invoke(app, ["show", version, "--json"]).stdout)
+    assert shown["version"] == version and "soma_depth_um" in shown["features"]
+    diffed = json.loads(runner.invoke(app, ["diff", version, "latest", "--json"]).stdout)
+    assert diffed["cells_added"] == 0 and diffed["a"] == diffed["b"] == version
+    features = json.loads(runner.invoke(app, ["features", "--json"]).stdout)
+    assert any(f["feature"] == "syn_in_frac_spine" for f in features)
+    sample = json.loads(runner.invoke(app, ["sample", "--json"]).stdout)
+    assert {t["origin"] for t in sample["tables"]} >= {"real", "synthetic"}
+    agree = json.loads(runner.invoke(app, ["labels", "manual", "early_model", "--json"]).stdout)
+    assert agree["raw"]["shared"] == 1327 and round(agree["harmonised"]["agreement"], 3) == 0.809
+    assert runner.invoke(app, ["dataset", "column_classes"]).exit_code == 0
+    out = runner.invoke(app, ["baseline", "column_classes", "--seeds", "0", "--models", "majority", "--json"])
+    assert out.exit_code == 0, out.output
+    board = json.loads(out.stdout)
+    assert Path(board["html"]).exists() and {r["entry"] for r in board["leaderboard"]} >= {"majority"}
+
+
+def test_dataset_uses_the_configs_own_version_not_the_last_built(in_tmp: Path) -> None:
+    """`latest` is the last build; an experiment built after the config's version must not be picked up."""
+    from cellfeatures.store import FeatureStore
+
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    assert runner.invoke(app, ["build", "--set", 'features.nucleus.depth_method="y_offset"']).exit_code == 0
+    own, experiment = (r["version"] for r in FeatureStore(in_tmp / "features").list())
+    made = runner.invoke(app, ["dataset", "column_classes"])
+    assert made.exit_code == 0, made.output
+    from cellfeatures.datasets import find_dataset
+
+    assert find_dataset("column_classes", in_tmp / "datasets").card["feature_version"] == own != experiment
+    typo = runner.invoke(app, ["dataset", "column_clases"])
+    assert typo.exit_code == 2 and "did you mean 'column_classes'" in typo.output

@@ -169,8 +169,11 @@ def _html_of(report_md: Path) -> Path:
 def run(config: ConfigOpt = None, store: StoreOpt = None, strict: StrictOpt = False) -> None:
     """The main job: build features, label agreement, datasets, baselines and the report (sample by default).
 
-    Example: cellfeatures run        (the embedded sample, offline, ~3 minutes on 2 cores)
-             cellfeatures run --config configs/my_snapshot.toml
+    Examples:
+
+    \b
+      cellfeatures run                    # the embedded sample, offline, ~3 minutes on 2 cores
+      cellfeatures run --config configs/my_snapshot.toml
     """
     from cellfeatures.datasets import build_dataset
     from cellfeatures.report import baseline_report
@@ -244,7 +247,10 @@ def build(
 ) -> None:
     """Build (or find) the feature version of a config; families whose tables the source lacks are skipped.
 
-    Example: cellfeatures build --config configs/sample.toml --set 'features.nucleus.depth_method="y_offset"'
+    Examples:
+
+    \b
+      cellfeatures build --config configs/sample.toml --set 'features.nucleus.depth_method="y_offset"'
     """
     try:
         cfg = _config(config)
@@ -260,7 +266,10 @@ def build(
 def list_(store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Published feature versions, oldest first; `latest` marks the one built last.
 
-    Example: cellfeatures list --json | jq -r '.versions[-1].version'
+    Examples:
+
+    \b
+      cellfeatures list --json | jq -r '.versions[-1].version'
     """
     try:
         fs = _store(_config(config) if config else None, store)
@@ -293,7 +302,11 @@ def verify(
 ) -> None:
     """Check published versions against their manifests: files, sizes, SHA-256, schema. Exit 1 if damaged.
 
-    Example: cellfeatures verify            (every version)   cellfeatures verify 3f2a   (one version)
+    Examples:
+
+    \b
+      cellfeatures verify                 # every version
+      cellfeatures verify 3f2a            # one version
     """
     try:
         fs = _store(_config(config) if config else None, store)
@@ -323,7 +336,11 @@ def show(
 ) -> None:
     """A version's manifest: inputs with origins, families, per-feature stats.
 
-    Example: cellfeatures show latest      cellfeatures show 3f2a --json
+    Examples:
+
+    \b
+      cellfeatures show latest
+      cellfeatures show 3f2a --json
     """
     try:
         m = _store(_config(config) if config else None, store).manifest(version)
@@ -367,7 +384,11 @@ def _fmt(value: Any) -> str:
 def diff(a: str, b: str, store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """What changed between two versions: cells, features, values, config, input tables.
 
-    Example: cellfeatures diff 3f2a 9c1e     cellfeatures diff 3f2a latest --json
+    Examples:
+
+    \b
+      cellfeatures diff 3f2a 9c1e
+      cellfeatures diff 3f2a latest --json
     """
     try:
         d = _store(_config(config) if config else None, store).diff(a, b)
@@ -395,7 +416,10 @@ def diff(a: str, b: str, store: StoreOpt = None, config: ConfigOpt = None, as_js
 def features(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """The feature catalogue of a config: every column with dtype, unit, family and meaning.
 
-    Example: cellfeatures features --config configs/minnie65_public.toml --json
+    Examples:
+
+    \b
+      cellfeatures features --config configs/minnie65_public.toml --json
     """
     from cellfeatures.pipelines import catalogue
 
@@ -431,7 +455,10 @@ def fetch(
 ) -> None:
     """Fetch a pinned CAVE version into a local snapshot: row-cap-safe, retrying, resumable.
 
-    Example: CAVE_TOKEN=... cellfeatures fetch --config configs/minnie65_public.toml --tables nucleus_detection_v0
+    Examples:
+
+    \b
+      CAVE_TOKEN=... cellfeatures fetch --config configs/minnie65_public.toml --tables nucleus_detection_v0
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -532,8 +559,11 @@ def dataset(
     Defaults are the headline settings (spatial 5-fold split, 50 um blocks, 15 um buffer, a locked test slab,
     real and derived features only) on the config's own feature version (built first if needed).
 
-    Example: cellfeatures dataset column_types
-             cellfeatures dataset my_mtypes --label mtype --level raw --block-um 40 --exclude 'pos_*,syn_*'
+    Examples:
+
+    \b
+      cellfeatures dataset column_types
+      cellfeatures dataset my_mtypes --label mtype --level raw --block-um 40 --exclude 'pos_*,syn_*'
     """
     from cellfeatures.datasets import build_dataset, fold_names_of
 
@@ -589,7 +619,10 @@ def baseline(
 ) -> None:
     """Floors, trained baselines and every existing model table, scored alike; writes leaderboard + report.
 
-    Example: cellfeatures baseline column_types --seeds 0,1 --model mylab.models:make_knn
+    Examples:
+
+    \b
+      cellfeatures baseline column_types --seeds 0,1 --model mylab.models:make_knn
     """
     from cellfeatures.datasets import find_dataset
     from cellfeatures.report import baseline_report
@@ -636,7 +669,10 @@ def report(
     One file, everything embedded (figures, styles; no network): dataset card, leaderboard with intervals,
     confusion matrices, per-class metrics, calibration, feature distributions, depth profiles, feature origins.
 
-    Example: cellfeatures report column_types      (then open the printed REPORT.html in a browser)
+    Examples:
+
+    \b
+      cellfeatures report column_types    # then open the printed REPORT.html in a browser
     """
     from cellfeatures.html_report import write_html_report
     from cellfeatures.saved_report import SavedReport
@@ -697,7 +733,10 @@ def score(
 ) -> None:
     """Score anyone's prediction table on the dataset's test cells; add it to the latest report.
 
-    Example: cellfeatures score my_predictions.parquet --dataset column_types --name my-model
+    Examples:
+
+    \b
+      cellfeatures score my_predictions.parquet --dataset column_types --name my-model
     """
     from cellfeatures.datasets import check_name, find_dataset
     from cellfeatures.scoring import score_file
@@ -738,7 +777,10 @@ def predict(
 ) -> None:
     """Fit on all labelled cells, predict every cell passing the dataset's filters; a CAVE-style table + card.
 
-    Example: cellfeatures predict column_types --model logistic_regression
+    Examples:
+
+    \b
+      cellfeatures predict column_types --model logistic_regression
     """
     from cellfeatures.datasets import find_dataset
     from cellfeatures.predict import write_predictions
@@ -834,7 +876,10 @@ def export(
 ) -> None:
     """Export a dataset (data + split roles) for other tools.
 
-    Example: cellfeatures export column_types --format npz --out column_types.npz
+    Examples:
+
+    \b
+      cellfeatures export column_types --format npz --out column_types.npz
     """
     from cellfeatures.datasets import check_name, find_dataset
 
@@ -888,8 +933,11 @@ def labels(
 ) -> None:
     """Agreement of two label sources, raw spellings first, then after harmonisation (with confusion).
 
-    Example: cellfeatures labels manual early_model --level class
-             cellfeatures labels early_model datasets/.../predictions/column_types.parquet
+    Examples:
+
+    \b
+      cellfeatures labels manual early_model --level class
+      cellfeatures labels early_model datasets/.../predictions/column_types.parquet
     """
     try:
         la, lb, raw, harmonised = _compare_labels(_config(config), a, b, level)
@@ -936,7 +984,10 @@ def labels(
 def sample(as_json: JsonOpt = False) -> None:
     """The embedded sample's tables, with origin (real / derived / synthetic) and rows.
 
-    Example: cellfeatures sample --json
+    Examples:
+
+    \b
+      cellfeatures sample --json
     """
     from cellfeatures.sources.sample import SampleSource
 
@@ -980,7 +1031,10 @@ def synthetic(
 ) -> None:
     """Write a synthetic snapshot of any size (partitioned synapses, bounded memory).
 
-    Example: cellfeatures synthetic --out /scratch/synth --cells 20000 --synapses 100000000
+    Examples:
+
+    \b
+      cellfeatures synthetic --out /scratch/synth --cells 20000 --synapses 100000000
     """
     from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
 
@@ -1006,7 +1060,11 @@ def doctor(
     """What this installation sees: versions, config, store / datasets / cache folders and write access,
     CAVE token present or not (never shown), server reachable or not. Exit 1 only on a real problem.
 
-    Example: cellfeatures doctor          cellfeatures doctor --config configs/minnie65_public.toml --json
+    Examples:
+
+    \b
+      cellfeatures doctor
+      cellfeatures doctor --config configs/minnie65_public.toml --json
     """
     from cellfeatures.doctor import as_json as checks_json
     from cellfeatures.doctor import run_checks

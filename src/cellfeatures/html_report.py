@@ -30,7 +30,7 @@ h3{font-size:16px;margin-top:20px}table{border-collapse:collapse;margin:8px 0;fo
 th,td{border:1px solid #d0d7de;padding:3px 7px;text-align:left;vertical-align:top}th{background:#f6f8fa}
 img{max-width:100%;height:auto;margin:6px 8px 6px 0;vertical-align:top}code{background:#f6f8fa;padding:0 3px}
 .headline{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;margin:12px 0}
-.note{color:#57606a;font-size:13px}
+.note{color:#57606a;font-size:13px}.grid img{max-width:48%}
 """
 DEPTH_FEATURES = ("soma_depth_um", "depth_um")
 
@@ -87,7 +87,8 @@ def markdown_to_html(md: str, base: Path) -> str:
             while i < len(lines) and (m := re.match(r"^!\[(.*?)\]\((.*?)\)\s*$", lines[i])):
                 figures.append(_image(m.group(1), m.group(2), base))
                 i += 1
-            out.append(f"<div>{''.join(figures)}</div>")
+            grid = ' class="grid"' if len(figures) > 1 else ""  # confusion matrices side by side
+            out.append(f"<div{grid}>{''.join(figures)}</div>")
         else:
             text = []
             while i < len(lines) and lines[i].strip() and not re.match(r"^(#|\||- |!\[)", lines[i]):

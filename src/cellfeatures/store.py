@@ -162,8 +162,8 @@ class FeatureStore:
         >>> store = cf.FeatureStore()
         >>> store.latest().id == store.list()[-1]["version"]
         True
-        >>> store.load(columns=["depth_um"]).columns
-        ['nucleus_id', 'depth_um']
+        >>> store.load(columns=["soma_depth_um"]).columns
+        ['nucleus_id', 'soma_depth_um']
     """
 
     def __init__(

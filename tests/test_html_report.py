@@ -1,0 +1,88 @@
+"""The self-contained HTML report: everything embedded, the headline numbers with their intervals, and
+a real browser that opens it without errors."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cellfeatures.errors import StoreError
+from cellfeatures.html_report import markdown_to_html, write_html_report
+from cellfeatures.saved_report import SavedReport
+from tests.browser import find_chromium, visit
+
+ARTIFACTS = Path(os.environ.get("CELLFEATURES_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def report(sample_project: Path) -> Path:
+    return SavedReport.load("column_types", sample_project / "datasets").path
+
+
+def test_markdown_subset_becomes_html_with_values_escaped(tmp_path: Path) -> None:
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "a.png").write_bytes(b"\x89PNG fake")
+    md = "## Title <x>\n\nSome **bold** and `code`.\n\n| a | b |\n|---|---|\n| 1 | <i>2</i> |\n\n- one\n- two\n\n![fig](figures/a.png)\n"
+    html = markdown_to_html(md, tmp_path)
+    assert "<h2>Title &lt;x&gt;</h2>" in html
+    assert "<strong>bold</strong>" in html and "<code>code</code>" in html
+    assert "<th>a</th>" in html and "<td>&lt;i&gt;2&lt;/i&gt;</td>" in html and "---" not in html
+    assert "<li>one</li><li>two</li>" in html
+    assert 'src="data:image/png;base64,' in html
+
+
+def test_a_missing_figure_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"refers to figures/gone.png, which is missing"):
+        markdown_to_html("![x](figures/gone.png)\n", tmp_path)
+
+
+def test_the_report_is_self_contained_and_carries_the_headline(report: Path) -> None:
+    html = write_html_report(report).read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "nothing may load from the network"
+    assert "<script" not in html
+    images = re.findall(r"<img [^>]*src=['\"]([^'\"]{0,30})", html)
+    assert len(images) >= 5 and all(src.startswith("data:image/png;base64,") for src in images)
+    board = pl.read_csv(report / "leaderboard.csv")
+    lr = board.filter(pl.col("entry") == "logistic_regression").row(0, named=True)
+    headline = (
+        f"{lr['balanced_accuracy_mean']:.3f} [{lr['balanced_accuracy_ci_low']:.3f}, "
+        f"{lr['balanced_accuracy_ci_high']:.3f}]"
+    )
+    assert headline in html.split("</div>", 3)[2] or headline in html
+    for section in (
+        "Headline",
+        "Confusion matrices",
+        "Per-class metrics",
+        "Calibration",
+        "Feature distributions per class",
+        "Depth profile per type",
+        "Features and where they come from",
+        "class counts per fold and role",
+    ):
+        assert section in html, section
+    assert ">real</span>" in html and ">derived</span>" in html
+
+
+def test_the_report_opens_in_a_real_browser(report: Path) -> None:
+    """Headless Chromium opens REPORT.html: no console error, no request leaves the file, every image
+    decodes. A screenshot is saved to test-artifacts/ for a person to look at."""
+    if find_chromium() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed: .ci/run must install Debian's chromium package")
+        pytest.skip("chromium not installed here (apt-get install chromium); under CI=true this test must run")
+    page = write_html_report(report)
+    seen = visit(page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "report.png").write_bytes(seen.screenshot)
+    assert seen.title.startswith("cellfeatures report")
+    assert not seen.console_errors and not seen.exceptions, (seen.console_errors, seen.exceptions)
+    outside = [u for u in seen.requests if not u.startswith(("file:", "data:"))]
+    assert not outside, f"the report fetched {outside}"
+    assert len(seen.images) >= 5
+    broken = [i for i in seen.images if not i["complete"] or i["width"] == 0]
+    assert not broken, f"images that did not load: {broken}"
+    assert seen.screenshot.startswith(b"\x89PNG") and len(seen.screenshot) > 10_000
