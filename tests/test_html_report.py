@@ -26,7 +26,10 @@ def report(sample_project: Path) -> Path:
 def test_markdown_subset_becomes_html_with_values_escaped(tmp_path: Path) -> None:
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "a.png").write_bytes(b"\x89PNG fake")
-    md = "## Title <x>\n\nSome **bold** and `code`.\n\n| a | b |\n|---|---|\n| 1 | <i>2</i> |\n\n- one\n- two\n\n![fig](figures/a.png)\n"
+    md = (
+        "## Title <x>\n\nSome **bold** and `code`.\n\n| a | b |\n|---|---|\n| 1 | <i>2</i> |\n\n"
+        "- one\n- two\n\n![fig](figures/a.png)\n"
+    )
     html = markdown_to_html(md, tmp_path)
     assert "<h2>Title &lt;x&gt;</h2>" in html
     assert "<strong>bold</strong>" in html and "<code>code</code>" in html
