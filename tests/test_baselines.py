@@ -195,3 +195,31 @@ def test_planted_predictions_score_to_hand_computed_numbers_in_both_views(datase
     ours = board.entries[0].predictions.join(covered.select("nucleus_id"), on="nucleus_id")
     assert entry.covered["model_accuracy"] == pytest.approx((ours["y_pred"] == ours["y_true"]).mean())
     assert entry.covered["paired_n"] == covered.height and entry.covered["p_value"] < 1e-6
+
+
+def test_an_interrupted_baseline_stage_resumes_from_its_finished_fits(dataset, tmp_path: Path) -> None:
+    """Ctrl-C after two fits keeps those two; the rerun fits only the rest and gives the same results."""
+    from cellfeatures.baselines import run_fits, trained_tasks
+
+    _store, ds, _root = dataset
+    tasks = trained_tasks({0: ds}, "logistic_regression", "logistic_regression")
+    cache = tmp_path / "fits"
+
+    def stop_after_two(done: int, _total: int, _what: str) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_fits(tasks, progress=stop_after_two, n_jobs=1, cache_dir=cache)
+    assert len(list(cache.glob("*.joblib"))) == 2
+    seen: list[tuple[int, str]] = []
+    resumed = run_fits(tasks, progress=lambda d, _t, what: seen.append((d, what)), n_jobs=1, cache_dir=cache)
+    assert seen[0] == (2, "2 fits found in the cache (resumed)")
+    assert len(seen) == 1 + len(tasks) - 2, "only the unfinished fits ran"
+    fresh = run_fits(tasks, n_jobs=1)
+    for key, (pred, proba, _model) in fresh.items():
+        np.testing.assert_array_equal(resumed[key][0], pred)
+        np.testing.assert_allclose(resumed[key][1], proba)
+    changed = trained_tasks({0: ds}, "logistic_regression", "random_forest")  # same key, another model
+    assert all(run_fits([t], n_jobs=1, cache_dir=cache) for t in changed[:1])
+    assert len(list(cache.glob("*.joblib"))) == len(tasks) + 1, "another model is another fingerprint"

@@ -260,6 +260,9 @@ def _sha256(path: Path) -> str:
 Progress = Callable[[int, int, str], None]  # (fits done, fits total, what just finished)
 
 
+FIT_CACHE = ".fits"  # under <dataset>/baselines/: finished fits, so an interrupted stage resumes
+
+
 @dataclass(frozen=True)
 class FitTask:
     """One fit: a model (name or estimator) on one training part, predicted on one test part."""
@@ -296,27 +299,81 @@ def _fit_one(task: FitTask, threads: int | None = 1) -> tuple[tuple[str, int, in
     )
 
 
+def fit_fingerprint(task: FitTask) -> str:
+    """What a fit's result depends on: the model (name or estimator parameters), the data, seed and classes."""
+    h = hashlib.sha256()
+    model = task.model if isinstance(task.model, str) else f"{type(task.model).__qualname__}:{task.model!r}"
+    h.update(json.dumps([MODELS_VERSION, model, task.key, task.seed, task.names, task.classes, task.keep_model]).encode())
+    for array in (task.x_train, task.y_train, task.x_test):
+        h.update(str(array.dtype).encode() + str(array.shape).encode())
+        h.update(np.ascontiguousarray(array.astype(str) if array.dtype == object else array).tobytes())
+    return h.hexdigest()[:24]
+
+
 def run_fits(
-    tasks: list[FitTask], progress: Progress | None = None, n_jobs: int | None = None, threads: int | None = 1
+    tasks: list[FitTask],
+    progress: Progress | None = None,
+    n_jobs: int | None = None,
+    threads: int | None = 1,
+    cache_dir: Path | None = None,
 ) -> dict[Any, Any]:
-    """Every fit, in worker processes sized to the cores available (`os.sched_getaffinity`), one thread each."""
+    """Every fit, in worker processes sized to the cores available (`os.sched_getaffinity`), one thread each.
+
+    With `cache_dir`, each finished fit is saved as it arrives and found again by its fingerprint: an
+    interrupted baseline stage (Ctrl-C, a killed job) resumes where it stopped instead of starting over.
+    """
     from joblib import Parallel, delayed
 
     from cellfeatures.runtime import available_cores
 
-    jobs = max(1, min(n_jobs or available_cores(), len(tasks)))
     results: dict[Any, Any] = {}
+    todo = []
+    for task in tasks:
+        cached = _load_fit(cache_dir, task)
+        if cached is None:
+            todo.append(task)
+        else:
+            results[task.key] = cached
+    if progress and results:
+        progress(len(results), len(tasks), f"{len(results)} fits found in the cache (resumed)")
+    jobs = max(1, min(n_jobs or available_cores(), len(todo) or 1))
     if jobs == 1:
-        stream: Any = (_fit_one(t, threads) for t in tasks)
+        stream: Any = (_fit_one(t, threads) for t in todo)
     else:
         stream = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
-            delayed(_fit_one)(t, threads) for t in tasks
+            delayed(_fit_one)(t, threads) for t in todo
         )
-    for done, (key, pred, proba, model) in enumerate(stream, start=1):
+    by_key = {t.key: t for t in todo}
+    for done, (key, pred, proba, model) in enumerate(stream, start=len(results) + 1):
         results[key] = (pred, proba, model)
+        _save_fit(cache_dir, by_key[key], results[key])
         if progress:
             progress(done, len(tasks), f"{key[0]} seed {key[1]} fold {key[2]}")
     return results
+
+
+def _load_fit(cache_dir: Path | None, task: FitTask) -> Any:
+    if cache_dir is None:
+        return None
+    path = cache_dir / f"{fit_fingerprint(task)}.joblib"
+    if not path.exists():
+        return None
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except Exception:  # a damaged cache entry is refitted, never trusted
+        return None
+
+
+def _save_fit(cache_dir: Path | None, task: FitTask, result: Any) -> None:
+    if cache_dir is None:
+        return
+    import joblib
+
+    from cellfeatures.atomic import write_file_atomically
+
+    write_file_atomically(cache_dir / f"{fit_fingerprint(task)}.joblib", lambda tmp: joblib.dump(result, tmp))
 
 
 # ------------------------------------------------------------------ results
@@ -782,7 +839,7 @@ def run_baselines(
     chosen: list[tuple[str, Any, str]] = [(m, m, _kind(m)) for m in models]
     chosen += [(name, est, CUSTOM) for name, est in (custom or {}).items()]
     tasks = [t for name, model, _kind_ in chosen for t in trained_tasks(datasets, name, model)]
-    fits = run_fits(tasks, progress, n_jobs)
+    fits = run_fits(tasks, progress, n_jobs, cache_dir=dataset.path / "baselines" / FIT_CACHE)
     entries = [collect_trained(datasets, name, model, kind, fits) for name, model, kind in chosen]
     label_source = dataset.card["label"]["source"]
     candidates = (
