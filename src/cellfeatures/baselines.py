@@ -303,7 +303,8 @@ def fit_fingerprint(task: FitTask) -> str:
     """What a fit's result depends on: the model (name or estimator parameters), the data, seed and classes."""
     h = hashlib.sha256()
     model = task.model if isinstance(task.model, str) else f"{type(task.model).__qualname__}:{task.model!r}"
-    h.update(json.dumps([MODELS_VERSION, model, task.key, task.seed, task.names, task.classes, task.keep_model]).encode())
+    identity = [MODELS_VERSION, model, task.key, task.seed, task.names, task.classes, task.keep_model]
+    h.update(json.dumps(identity).encode())
     for array in (task.x_train, task.y_train, task.x_test):
         h.update(str(array.dtype).encode() + str(array.shape).encode())
         h.update(np.ascontiguousarray(array.astype(str) if array.dtype == object else array).tobytes())
