@@ -60,3 +60,31 @@ def test_without_the_nucleus_table_nothing_is_built(base_snapshot: Path, tmp_pat
     config.write_text(config_text(snap))
     result = CliRunner().invoke(app, ["build", "--config", str(config), "--store", str(tmp_path / "f")])
     assert result.exit_code == 2 and "nothing can be built without it" in result.output
+
+
+def test_the_stock_minnie65_config_builds_from_a_partial_snapshot(base_snapshot: Path, tmp_path: Path) -> None:
+    """Issue #12's bar: the stock configs/minnie65_public.toml with its source switched to a snapshot of
+    only nucleus_detection_v0, synapses_pni_2 and a cell-type table publishes nucleus + synapses and says
+    which families it skipped."""
+    import re
+
+    from cellfeatures.config import packaged_config_path
+
+    snap = _partial(base_snapshot, tmp_path)
+    stock = packaged_config_path("minnie65_public").read_text()
+    switched = re.sub(
+        r"\[source\].*?(?=\[identity\])", f'[source]\nkind = "snapshot"\npath = "{snap}"\n\n', stock, flags=re.S
+    )
+    assert 'kind = "snapshot"' in switched and "[features.functional]" in switched
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "minnie65_public.toml"
+    config.write_text(switched)
+    result = CliRunner().invoke(app, ["build", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    manifest = FeatureStore(tmp_path / "features").manifest("latest")
+    # proofreading keeps what the identity map alone gives (several nuclei on a root, no root)
+    assert set(manifest["families"]) == {"nucleus", "synapses", "proofreading"}
+    skipped = {s["family"] for s in manifest["skipped"]}
+    assert {"functional", "proofreading"} <= skipped
+    for family in ("functional", "proofreading"):
+        assert f"skipped {family}:" in result.output
