@@ -135,6 +135,18 @@ StrictOpt = Annotated[
 ]
 
 
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="run the big synapse plan on this Dask scheduler (tcp://host:8786)"),
+]
+
+
+def _with_scheduler(config: Config, address: str | None) -> Config:
+    if not address:
+        return config
+    return config.with_value("execution.engine", "dask").with_value("execution.address", address)
+
+
 def _build(config: Config, store: Path | None, strict: bool = False) -> Any:
     from cellfeatures.store import FeatureStore
 
@@ -145,7 +157,12 @@ def _build(config: Config, store: Path | None, strict: bool = False) -> Any:
             status.update(msg)
             console.print(f"  [dim]·[/] {escape(msg)}", markup=True)
 
-        return fs, fs.build(config, progress=progress, strict=strict)
+        def tick(what: str, done: int, total: int) -> None:  # a counter on the status line, a line when done
+            status.update(f"{what}: {done:,} / {total:,} tasks")
+            if done == total:
+                console.print(f"  [dim]·[/] {escape(what)}: {total:,} / {total:,} done", markup=True)
+
+        return fs, fs.build(config, progress=progress, strict=strict, tick=tick)
 
 
 def _summary_table(manifest: dict[str, Any]) -> Table:
@@ -166,7 +183,9 @@ def _html_of(report_md: Path) -> Path:
 
 
 @app.command()
-def run(config: ConfigOpt = None, store: StoreOpt = None, strict: StrictOpt = False) -> None:
+def run(
+    config: ConfigOpt = None, store: StoreOpt = None, strict: StrictOpt = False, scheduler: SchedulerOpt = None
+) -> None:
     """The main job: build features, label agreement, datasets, baselines and the report (sample by default).
 
     Examples:
@@ -179,7 +198,7 @@ def run(config: ConfigOpt = None, store: StoreOpt = None, strict: StrictOpt = Fa
     from cellfeatures.report import baseline_report
 
     try:
-        cfg = _config(config)
+        cfg = _with_scheduler(_config(config), scheduler)
         t0 = time.perf_counter()
         console.print(f"[bold]cellfeatures run[/] — config {escape(str(cfg.path))}", markup=True)
         fs, result = _build(cfg, store, strict)
@@ -244,6 +263,7 @@ def build(
     store: StoreOpt = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a value: features.x.y=VALUE (TOML)")] = None,
     strict: StrictOpt = False,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Build (or find) the feature version of a config; families whose tables the source lacks are skipped.
 
@@ -251,9 +271,10 @@ def build(
 
     \b
       cellfeatures build --config configs/sample.toml --set 'features.nucleus.depth_method="y_offset"'
+      cellfeatures build --config configs/big.toml --scheduler tcp://scheduler:8786
     """
     try:
-        cfg = _config(config)
+        cfg = _with_scheduler(_config(config), scheduler)
         for item in set_ or []:
             cfg = cfg.with_override(item)
         _fs, result = _build(cfg, store, strict)

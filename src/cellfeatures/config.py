@@ -28,6 +28,7 @@ KNOWN_SECTIONS = {
     "dataset",
     "labels",
     "run",
+    "execution",
 }
 KNOWN_FAMILIES = {"nucleus", "synapses", "functional", "proofreading", "external"}
 SOURCE_KINDS = {"sample", "snapshot", "synthetic", "cave"}

@@ -147,6 +147,18 @@ EXTERNAL_KEYS: dict[str, Check] = {
         else f"must be a table of column = unit strings, got {v!r}"
     ),
 }
+EXECUTION_KEYS: dict[str, Check] = {
+    "engine": one_of("local", "dask"),
+    "address": STR,
+    "cluster": one_of("local"),
+    "workers": positive_int,
+    "threads": positive_int,
+    "scratch": STR,
+    "connect_timeout_s": lambda v: (
+        None if isinstance(v, int | float) and not isinstance(v, bool) and v > 0 else f"must be > 0, got {v!r}"
+    ),
+    "memory_limit": STR,
+}
 RUN_KEYS: dict[str, Check] = {"datasets": str_list, "seeds": int_list, "agreement": str_list, "report": BOOL}
 IDENTITY_KEYS: dict[str, Check] = {"nucleus_table": STR}
 ROOT_KEYS: dict[str, Check] = {"root": STR}
@@ -203,6 +215,7 @@ def check_raw(raw: dict[str, Any], where: str) -> None:
     for section in ("store", "datasets"):
         check_block(raw.get(section, {}), ROOT_KEYS, section, where)
     check_block(raw.get("run", {}), RUN_KEYS, "run", where)
+    check_block(raw.get("execution", {}), EXECUTION_KEYS, "execution", where)
     features = raw.get("features", {})
     if not isinstance(features, dict):
         raise ConfigError(f"{where}: [features] must be a table of families, got {features!r}")

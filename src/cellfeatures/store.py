@@ -13,6 +13,7 @@ pipeline code version). Building the same inputs again finds the version and doe
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import json
 import os
@@ -402,11 +403,14 @@ class FeatureStore:
         progress: Progress | None = None,
         *,
         strict: bool = False,
+        tick: Callable[[str, int, int], None] | None = None,
     ) -> BuildResult:
         """Build (or find) the feature version for this config. Atomic: all or nothing becomes visible.
 
         Families whose tables the source lacks are skipped (listed in the manifest's `skipped`), unless
-        `strict`; see Config.for_tables.
+        `strict`; see Config.for_tables. The config's [execution] section picks the engine of the big
+        synapse plan (local, or a Dask cluster): it never changes the matrix, so it is not in the version
+        id; the manifest records it. `tick(what, done, total)` hears the progress of long steps.
         """
         from cellfeatures.config import default_config
         from cellfeatures.sources.factory import make_source
@@ -422,11 +426,24 @@ class FeatureStore:
         fingerprint = source.fingerprint()
         version = version_id(fingerprint, config.feature_set())
         final = self.root / version
-        manifest, created = publish_directory(
-            final,
-            lambda tmp: self._build_into(tmp, version, config, source, fingerprint, say, started, skipped),
-            ready=MANIFEST_FILE,
-        )
+        engine: Any = contextlib.nullcontext(None)
+        if not (final / MANIFEST_FILE).exists():  # a cluster only for a build that will run
+            from cellfeatures.execution import ExecutionSpec, open_engine
+
+            spec = ExecutionSpec.from_config(config.raw.get("execution"))
+            scratch = self.root / f".building-dask-{version}-{os.getpid()}"  # removed by the next build if killed
+            engine = open_engine(spec, str(scratch), say, tick)
+        try:
+            with engine as running:
+                manifest, created = publish_directory(
+                    final,
+                    lambda tmp: self._build_into(
+                        tmp, version, config, source, fingerprint, say, started, skipped, running, tick
+                    ),
+                    ready=MANIFEST_FILE,
+                )
+        finally:
+            shutil.rmtree(self.root / f".building-dask-{version}-{os.getpid()}", ignore_errors=True)
         if not created or manifest is None:
             problems = self.verify(version)
             if problems:
@@ -448,6 +465,8 @@ class FeatureStore:
         say: Progress,
         started: float,
         skipped: builtins.list[dict[str, str]] | None = None,
+        engine: Any = None,
+        tick: Callable[[str, int, int], None] | None = None,
     ) -> dict[str, Any]:
         nucleus_table = config.identity["nucleus_table"]
         say(f"identity: {nucleus_table}")
@@ -461,7 +480,7 @@ class FeatureStore:
         family_dir = tmp / "families"
         family_dir.mkdir()
         (tmp / "scratch").mkdir()
-        ctx = BuildContext(source=source, identity=identity, scratch=tmp / "scratch")
+        ctx = BuildContext(source=source, identity=identity, scratch=tmp / "scratch", engine=engine, tick=tick)
         specs: list[FeatureSpec] = []
         family_inputs: dict[str, list[str]] = {}
         family_seconds: dict[str, float] = {}
@@ -550,6 +569,7 @@ class FeatureStore:
             "features": {
                 s.name: {**_column_stats(df, s, feature_origin(s)), "inputs": feature_inputs(s)} for s in specs
             },
+            "execution": engine.describe() if engine is not None else {"engine": "local"},
             "build_seconds": round(time.perf_counter() - started, 3),
             "peak_rss_bytes": peak_rss_bytes(),
         }

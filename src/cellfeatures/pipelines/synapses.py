@@ -15,7 +15,8 @@ so (the dataset builder's leakage check knows which table was used).
 
 Two execution strategies build the same 21-byte records and aggregate them with the same expressions,
 so their results are bit-for-bit equal (tested): one lazy plan for small tables, and above
-`bucketed_above_rows` (2M synapses) a range-partitioned, bucketed one in bounded memory (`_bucketed`;
+`bucketed_above_rows` (2M synapses) a range-partitioned, bucketed one in bounded memory (`synapse_ranges`,
+run here or as Dask tasks;
 337M synapses + 204M tags: ~39 s and 1.4 GiB peak on 2 cores, see benchmarks/README.md). Options in
 [features.synapses]: engine (auto / lazy / bucketed), range_rows, buckets, bucketed_above_rows.
 """
@@ -23,19 +24,13 @@ so their results are bit-for-bit equal (tested): one lazy plan for small tables,
 from __future__ import annotations
 
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.ipc  # makes pa.ipc available
 
-from cellfeatures.errors import ConfigError, SchemaError
+from cellfeatures.errors import ConfigError
 from cellfeatures.normalize import (
     NO_TAG,
     TAG_CODES,
@@ -328,170 +323,6 @@ def direction_features(
     )
 
 
-def _bucketed(
-    syn: pl.LazyFrame,
-    id_bounds: tuple[int | None, int | None],
-    tags: pl.LazyFrame | None,
-    tag_table: str,
-    roots: RootSets,
-    positions: pl.LazyFrame | None,
-    flags: tuple[bool, bool, bool],
-    scratch: Path,
-    rows: int,
-    range_rows: int,
-    buckets: int,
-) -> pl.DataFrame:
-    """Bounded-memory execution for big tables, in two phases; returns per-(root, out) aggregates.
-
-    1. Synapses and target tags are read one synapse-id range at a time (both tables are sorted by
-       synapse id in CAVE exports, so Parquet statistics skip everything outside the range); synapses
-       touching no attributable cell are dropped while reading; tags are attached through a dense array
-       over the range's ids (no hash table). Each direction's records are sorted by root and spilled to
-       one Arrow file per range, one record batch per (bucket of consecutive cell roots, direction).
-    2. A bucket's batches from all ranges are already sorted runs: sorting their concatenation is cheap
-       (0.06 s for 5.4M records, against 0.25 s unsorted), and the group-by with exact medians and
-       distinct partners then runs on contiguous groups (0.1 s, against 0.48 s for a hash group-by).
-    """
-    with_tags, with_labels, with_positions = flags
-    lo, hi = id_bounds
-    if lo is None or hi is None or roots.cells.is_empty():
-        return pl.DataFrame()
-    n_ranges = max(1, -(-rows // range_rows))
-    edges = [lo + (hi + 1 - lo) * i // n_ranges for i in range(n_ranges + 1)]
-    cell_roots = roots.cells.implode()
-    per_bucket = -(-roots.cells.len() // buckets)
-    bucket_starts = roots.cells.gather(list(range(per_bucket, roots.cells.len(), per_bucket)))
-    buckets = bucket_starts.len() + 1
-    files: list[Path] = []
-
-    def range_plan(a: int, b: int) -> pl.LazyFrame:
-        """Synapses of ids [a, b) touching a cell, with their tags attached (the tags are read here)."""
-        in_range = (pl.col("synapse_id") >= a) & (pl.col("synapse_id") < b)
-        # synapses that touch no attributable cell contribute to no feature: drop them while reading
-        touches_a_cell = pl.col("pre_root_id").is_in(cell_roots) | pl.col("post_root_id").is_in(cell_roots)
-        plan = syn.filter(in_range & touches_a_cell)
-        if tags is not None:
-            plan = with_tag_codes(plan, tags.filter(in_range).collect(), tag_table, a, b)
-        return plan
-
-    ranges = list(pairwise(edges))
-    # One thread writes range r's spill while range r + 1 is read (pyarrow releases the GIL); waiting for
-    # it before the next submit keeps at most one range's records in flight. Another reads the next range's
-    # tags meanwhile (337M: 38.0 and 38.3 s against 39.3 and 39.1 s, two interleaved rounds).
-    with ThreadPoolExecutor(max_workers=1) as io, ThreadPoolExecutor(max_workers=1) as ahead, ExitStack() as files_open:
-        pending: Future[None] | None = None
-        next_plan = ahead.submit(range_plan, *ranges[0])
-        for i in range(len(ranges)):
-            plan = next_plan.result()
-            if i + 1 < len(ranges):
-                next_plan = ahead.submit(range_plan, *ranges[i + 1])
-            chunk = plan.collect()
-            chunk = chunk.with_columns(narrow_ints(chunk.get_column("size_vx")))
-            # both directions at once: measured 0.69 s against 0.84 s per 10M synapses one after the other
-            records = pl.collect_all(
-                [direction_records(chunk.lazy(), roots, d, with_tags, positions).sort("root") for d in DIRECTIONS]
-            )
-            del chunk
-            if pending is not None:
-                pending.result()
-            files.append(scratch / f"range-{len(files):05d}.arrow")
-            cuts = [bucket_cuts(r.get_column("root"), bucket_starts) for r in records]
-            pending = io.submit(_write_batches, records, cuts, files[-1])
-            del records
-        if pending is not None:
-            pending.result()
-
-        aggs = record_aggregates(with_tags, with_labels, with_positions)
-        parts = []
-        # plain reads, not memory maps: mapped pages would stay in the RSS until the end; the next batch
-        # is read while this one is aggregated
-        readers = [pa.ipc.open_file(files_open.enter_context(pa.OSFile(str(f)))) for f in files]
-
-        def read_batches(i: int) -> pl.DataFrame:
-            # a range whose sizes needed Int64 widens the others (vertical_relaxed); one contiguous chunk, since
-            # polars sorts 68 chunks three times slower than their concatenation (0.17 s against 0.06 s)
-            runs = [pl.DataFrame(reader.get_batch(i)) for reader in readers]
-            return pl.concat(runs, how="vertical_relaxed", rechunk=True)
-
-        upcoming = io.submit(read_batches, 0)
-        for i in range(2 * buckets):  # batch 2 * bucket + (direction is out)
-            current = upcoming.result()
-            if i + 1 < 2 * buckets:
-                upcoming = io.submit(read_batches, i + 1)
-            bucket_records = current.sort("root")
-            del current
-            if bucket_records.height:
-                aggregated = bucket_records.group_by("root", maintain_order=True).agg(aggs)
-                parts.append(aggregated.with_columns(pl.lit(i % 2 == 1).alias("out")))
-    return pl.concat(parts) if parts else pl.DataFrame()
-
-
-def bucket_cuts(sorted_roots: pl.Series, bucket_starts: pl.Series) -> list[int]:
-    """Where each bucket begins in sorted_roots: at the first record of its first root, never inside a run
-    of equal roots (a cell split over two buckets would be aggregated twice)."""
-    return sorted_roots.search_sorted(bucket_starts, side="left").to_list()
-
-
-def narrow_ints(values: pl.Series) -> pl.Series:
-    """values as Int32 when every one fits (real cleft sizes do), else unchanged: 4 bytes less per record."""
-    if values.dtype == pl.Int32 or not values.dtype.is_integer():
-        return values
-    lo, hi = values.min(), values.max()
-    if lo is None or (isinstance(lo, int) and isinstance(hi, int) and lo >= -(2**31) and hi < 2**31):
-        return values.cast(pl.Int32)
-    return values
-
-
-def _write_batches(frames: list[pl.DataFrame], cuts: list[list[int]], path: Path) -> None:
-    """One Arrow IPC file; batch k * len(frames) + j is frame j's slice k between its cuts (empty ones too)."""
-    tables = [frame.to_arrow() for frame in frames]
-    bounds = [[0, *c, frame.height] for frame, c in zip(frames, cuts, strict=True)]
-    schema = tables[0].schema
-    with pa.ipc.new_file(str(path), schema) as writer:
-        for k in range(len(bounds[0]) - 1):
-            for table, b in zip(tables, bounds, strict=True):
-                part = table.slice(b[k], b[k + 1] - b[k]).combine_chunks()
-                columns = [c.chunk(0) if c.num_chunks else pa.array([], type=c.type) for c in part.columns]
-                writer.write_batch(pa.record_batch(columns, schema=schema))
-
-
-def with_tag_codes(synapses: pl.LazyFrame, tags: pl.DataFrame, table: str, lo: int, hi: int) -> pl.LazyFrame:
-    """Add tag_code (see canonical_synapse_tags; 0 when untagged) to synapses with ids in [lo, hi).
-
-    Duplicated predictions are refused (they would double-count). A dense array over the id range takes
-    the tags by position: measured on 10M synapses, 0.09 s against 0.27 s for a sorted merge and 1.1 s for
-    a hash join, which remains the fallback when the range is too sparse for an array. The dense array
-    also proves uniqueness for free: n distinct ids fill n slots (a row without a tag marks its slot too).
-    """
-    refuse_unknown_tags(tags, table)
-    tag_ids, codes = tags.get_column("synapse_id"), tags.get_column("tag_code")
-    if hi - lo <= DENSE_TAG_SPAN:
-        slots = np.zeros(hi - lo, dtype=np.uint8)
-        slots[tag_ids.to_numpy() - lo] = codes.to_numpy() + 1  # 1 + code: an untagged row still fills its slot
-        if np.count_nonzero(slots) == tag_ids.len():
-            dense = pl.Series(np.maximum(slots, 1) - 1)
-            return synapses.with_columns(pl.lit(dense).gather(pl.col("synapse_id") - lo).alias("tag_code"))
-    if not tag_ids.is_unique().all():
-        dupes = tag_ids.filter(tag_ids.is_duplicated()).unique().sort().head(5).to_list()
-        raise SchemaError(table, f"- column 'target_id' is not unique: duplicated synapse ids, e.g. {dupes}")
-    coded = tags.lazy().select("synapse_id", "tag_code")
-    return synapses.join(coded, on="synapse_id", how="left").with_columns(pl.col("tag_code").fill_null(NO_TAG))
-
-
-def refuse_unknown_tags(tags: pl.DataFrame, table: str) -> None:
-    """A tag other than spine/shaft/soma would silently count as untagged: name its rows instead."""
-    unknown = tags.filter(pl.col("tag_code") == UNKNOWN_TAG)
-    if unknown.height:
-        ids = unknown.get_column("synapse_id").head(5).to_list()
-        raise SchemaError(
-            table,
-            f"- column 'tag': {unknown.height} value(s) other than {', '.join(TAG_CODES)}, at target_id e.g. {ids}",
-        )
-
-
-DENSE_TAG_SPAN = 2**28  # ids per range up to which tags are looked up in a dense byte array (256 MiB)
-
-
 def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
     from cellfeatures.identity import attributable_cells, nucleus_roots
 
@@ -526,30 +357,11 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
     flags = (bool(tag_table), bool(label_table), with_positions)
 
     if engine == "bucketed" or (engine == "auto" and rows > option(cfg, "bucketed_above_rows", 2_000_000, FAMILY)):
-        # file statistics bound the ids when the source has them, else the id column alone is read
-        bounds = ctx.source.column_range(syn_table, "id")
-        if bounds is None or not all(isinstance(v, int) for v in bounds):
-            extremes = raw_syn.select(pl.col("id").min().alias("lo"), pl.col("id").max().alias("hi")).collect()
-            bounds = (extremes["lo"][0], extremes["hi"][0])
-        with tempfile.TemporaryDirectory(dir=ctx.scratch) as scratch:
-            aggregated = _bucketed(
-                syn,
-                bounds,
-                tags,
-                tag_table,
-                roots,
-                positions,
-                flags,
-                Path(scratch),
-                rows,  # counted above from metadata: no second pass over the table
-                # 5M-synapse ranges stay in cache; past 32 ranges, phase 2 would merge too many runs per bucket
-                # (337M: 42.0 s with 34 ranges of 10M, 43.9 s with 68 of 5M; 100M: 5M ranges 4% faster than 10M)
-                option(cfg, "range_rows", max(5_000_000, -(-rows // 32)), FAMILY),
-                # enough buckets that one holds ~6M synapses' records: phase-2 memory stays flat
-                option(cfg, "buckets", max(16, -(-rows // 6_000_000)), FAMILY),
-            ).lazy()
+        aggregated = _two_phase(ctx, cfg, raw_syn, syn, tags, syn_table, tag_table, roots, positions, flags, rows)
     else:
         if tags is not None:
+            from cellfeatures.pipelines.synapse_ranges import refuse_unknown_tags
+
             refuse_unknown_tags(tags.filter(pl.col("tag_code") == UNKNOWN_TAG).collect(), tag_table)
             syn = syn.join(tags, on="synapse_id", how="left").with_columns(pl.col("tag_code").fill_null(NO_TAG))
         records = pl.concat(
@@ -575,6 +387,54 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
     return out.with_columns([pl.col(name).fill_null(value) for name, value in zero.items()]).select(
         "nucleus_id", *[s.name for s in features(cfg)]
     )
+
+
+def _two_phase(
+    ctx: BuildContext,
+    cfg: dict[str, Any],
+    raw_syn: pl.LazyFrame,
+    syn: pl.LazyFrame,
+    tags: pl.LazyFrame | None,
+    syn_table: str,
+    tag_table: str,
+    roots: RootSets,
+    positions: pl.LazyFrame | None,
+    flags: tuple[bool, bool, bool],
+    rows: int,
+) -> pl.LazyFrame:
+    """The range-partitioned, bucketed plan (synapse_ranges), on this machine or on the build's Dask engine."""
+    from cellfeatures.pipelines import synapse_ranges as sr
+
+    if roots.cells.is_empty():
+        return pl.DataFrame().lazy()
+    # file statistics bound the ids when the source has them, else the id column alone is read
+    bounds = ctx.source.column_range(syn_table, "id")
+    if bounds is None or not all(isinstance(v, int) for v in bounds):
+        extremes = raw_syn.select(pl.col("id").min().alias("lo"), pl.col("id").max().alias("hi")).collect()
+        bounds = (extremes["lo"][0], extremes["hi"][0])
+    lo, hi = bounds
+    if lo is None or hi is None:
+        return pl.DataFrame().lazy()
+    # 5M-synapse ranges stay in cache; past 32 ranges, phase 2 would merge too many runs per bucket
+    # (337M: 42.0 s with 34 ranges of 10M, 43.9 s with 68 of 5M; 100M: 5M ranges 4% faster than 10M)
+    range_rows = option(cfg, "range_rows", max(5_000_000, -(-rows // 32)), FAMILY)
+    # enough buckets that one holds ~6M synapses' records: phase-2 memory stays flat
+    buckets = option(cfg, "buckets", max(16, -(-rows // 6_000_000)), FAMILY)
+    plan = sr.RangePlan(
+        source_config=ctx.source.reopen_config() if ctx.engine is not None else {},
+        syn_table=syn_table,
+        tag_table=tag_table,
+        resolution_nm=tuple(ctx.source.position_resolution_nm),  # type: ignore[arg-type]
+        roots=roots,
+        positions=positions.collect() if positions is not None else None,
+        flags=flags,
+        bucket_starts=sr.bucket_starts_of(roots.cells, buckets),
+    )
+    ranges = sr.plan_ranges(lo, hi, rows, range_rows)
+    if ctx.engine is not None:  # a Dask cluster (cellfeatures.execution): same units, as tasks
+        return ctx.engine.run_two_phase(plan, ranges).lazy()
+    with tempfile.TemporaryDirectory(dir=ctx.scratch) as scratch:
+        return sr.run_local(syn, tags, plan, ranges, Path(scratch), ctx.tick).lazy()
 
 
 def _dtype(name: str, cfg: dict[str, Any]) -> pl.DataType:
