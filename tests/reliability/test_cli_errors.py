@@ -44,17 +44,17 @@ def test_square_brackets_in_a_message_survive(in_tmp: Path) -> None:
     ("args", "expected"),
     [
         (["build", "--config", "missing.toml"], "error: config file missing.toml does not exist"),
-        (["show", "nope"], "error: the store features has no versions yet"),
-        (["diff", "a", "b"], "error: the store features has no versions yet"),
-        (["baseline", "nothing"], "error: no dataset 'nothing' under datasets"),
-        (["export", "nothing"], "error: no dataset 'nothing' under datasets"),
+        (["show", "nope"], "error: the store {root}/features (found by [store] root of"),
+        (["diff", "a", "b"], "error: the store {root}/features (found by [store] root of"),
+        (["baseline", "nothing"], "error: no dataset 'nothing' under {root}/datasets"),
+        (["export", "nothing"], "error: no dataset 'nothing' under {root}/datasets"),
         (["labels", "manual", "nosuch"], "error: unknown label source 'nosuch'"),
         (["dataset", "brand_new"], "error: no [dataset.brand_new] in"),
-        (["score", "missing.parquet", "--dataset", "nothing"], "error: no dataset 'nothing' under datasets"),
-        (["predict", "nothing"], "error: no dataset 'nothing' under datasets"),
-        (["verify", "abc"], "error: the store features has no versions yet"),
-        (["baseline", "x", "--model", "no_colon"], "error: no dataset 'x' under datasets"),
-        (["baseline", "x", "--seeds", "a,b"], "error: no dataset 'x' under datasets"),
+        (["score", "missing.parquet", "--dataset", "nothing"], "error: no dataset 'nothing' under {root}/datasets"),
+        (["predict", "nothing"], "error: no dataset 'nothing' under {root}/datasets"),
+        (["verify", "abc"], "error: the store {root}/features (found by [store] root of"),
+        (["baseline", "x", "--model", "no_colon"], "error: no dataset 'x' under {root}/datasets"),
+        (["baseline", "x", "--seeds", "a,b"], "error: no dataset 'x' under {root}/datasets"),
         (["build", "--set", "features.nucleus.depth_method"], "error: --set needs KEY=VALUE"),
         (["build", "--set", "features.nucleus.depth_method=y_offset"], "error: --set features.nucleus.depth_method"),
         (["build", "--set", "features.nucleus=3"], "error: [features.nucleus] must be a table"),
@@ -73,7 +73,9 @@ def test_square_brackets_in_a_message_survive(in_tmp: Path) -> None:
     ],
 )
 def test_error_paths_exit_2_with_a_clear_first_line(in_tmp: Path, args: list[str], expected: str) -> None:
+    """Relative store and datasets roots are shown resolved (against the project, here the working directory)."""
     line = invoke_error(args)
+    expected = expected.replace("{root}", str(in_tmp.resolve()))
     assert line.startswith("error: ") and expected.removeprefix("error: ") in line, line
 
 

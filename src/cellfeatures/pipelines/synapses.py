@@ -417,7 +417,10 @@ def _two_phase(
         return pl.DataFrame().lazy()
     # 5M-synapse ranges stay in cache; past 32 ranges, phase 2 would merge too many runs per bucket
     # (337M: 42.0 s with 34 ranges of 10M, 43.9 s with 68 of 5M; 100M: 5M ranges 4% faster than 10M)
-    range_rows = option(cfg, "range_rows", max(5_000_000, -(-rows // 32)), FAMILY)
+    # On a cluster the range stays 5M whatever the table's size: memory per worker is bounded, and the
+    # number of tasks grows instead.
+    default_range = 5_000_000 if ctx.engine is not None else max(5_000_000, -(-rows // 32))
+    range_rows = option(cfg, "range_rows", default_range, FAMILY)
     # enough buckets that one holds ~6M synapses' records: phase-2 memory stays flat
     buckets = option(cfg, "buckets", max(16, -(-rows // 6_000_000)), FAMILY)
     plan = sr.RangePlan(
