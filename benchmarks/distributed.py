@@ -32,6 +32,10 @@ import cellfeatures  # noqa: F401  (tunes polars' allocator first, as the CLI do
 # isort: split
 import polars as pl
 
+# This file shares its name with the `distributed` package: keep its folder off the import path, or the
+# lazy `import distributed` in cellfeatures.execution would import this script.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 SYN, TAGS, NUC, LABELS = (
     "synapses_pni_2",
     "synapse_target_predictions_ssa",
@@ -68,7 +72,8 @@ def child(engine: str, snapshot: str, out: str, workers: int) -> None:
         with open_engine(spec, scratch, say=lambda _m: None) as running:
             started = time.perf_counter() - t0
             ctx = BuildContext(source=source, identity=identity, scratch=Path(scratch), engine=running)
-            synapses.build(ctx, cfg).collect().write_parquet(out)
+            # sorted as the store sorts the matrix (a join does not promise an order)
+            synapses.build(ctx, cfg).collect().sort("nucleus_id").write_parquet(out)
             seconds = time.perf_counter() - t0
             costs = running.costs if running is not None else None
     report = {"engine": engine, "seconds": seconds, "startup_seconds": started, "peak_rss_bytes": own_peak_rss_bytes()}
