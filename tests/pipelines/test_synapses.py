@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cellfeatures.pipelines import synapses
+from cellfeatures.pipelines import synapse_ranges, synapses
 from tests.conftest import cell_type_frame, context, nucleus_frame
 
 RES = (4.0, 4.0, 40.0)
@@ -244,7 +244,7 @@ def test_a_size_beyond_int32_in_one_range_is_kept_exactly(snapshot) -> None:
 
 def test_bucket_cuts_never_split_a_cells_run_of_records() -> None:
     roots = pl.Series(np.repeat([5, 7, 9, 11], [3, 100_000, 1, 50_000]))
-    cuts = synapses.bucket_cuts(roots, pl.Series([7, 11]))
+    cuts = synapse_ranges.bucket_cuts(roots, pl.Series([7, 11]))
     assert cuts == [3, 100_004], "each bucket starts at the first record of its first root"
     slices = [roots[a:b] for a, b in zip([0, *cuts], [*cuts, roots.len()], strict=True)]
     assert [sorted(set(s.to_list())) for s in slices] == [[5], [7, 9], [11]]
@@ -252,7 +252,7 @@ def test_bucket_cuts_never_split_a_cells_run_of_records() -> None:
 
 def test_a_sparse_id_range_takes_tags_by_join_with_the_same_result(snapshot, monkeypatch) -> None:
     lazy = pipeline(snapshot, HAND_BUILT, HAND_TAGS, engine="lazy")
-    monkeypatch.setattr(synapses, "DENSE_TAG_SPAN", 1)  # every range too wide for a dense array
+    monkeypatch.setattr(synapse_ranges, "DENSE_TAG_SPAN", 1)  # every range too wide for a dense array
     assert (
         pipeline(snapshot, HAND_BUILT, HAND_TAGS, engine="bucketed").sort("nucleus_id").equals(lazy.sort("nucleus_id"))
     )
@@ -262,7 +262,7 @@ def test_a_sparse_id_range_takes_tags_by_join_with_the_same_result(snapshot, mon
 def test_duplicate_predictions_are_refused_by_the_bucketed_strategy_too(snapshot, monkeypatch, dense_span) -> None:
     from cellfeatures.errors import SchemaError
 
-    monkeypatch.setattr(synapses, "DENSE_TAG_SPAN", dense_span)
+    monkeypatch.setattr(synapse_ranges, "DENSE_TAG_SPAN", dense_span)
     tags = tag_frame({10: "spine", 11: "shaft"})
     tags = pl.concat([tags, tags.head(1).with_columns(pl.lit(3, dtype=pl.Int64).alias("id"))])
     source = source_with(snapshot, HAND_BUILT, tags)
