@@ -303,7 +303,11 @@ def fit_fingerprint(task: FitTask) -> str:
     """What a fit's result depends on: the model (name or estimator parameters), the data, seed and classes."""
     h = hashlib.sha256()
     model = task.model if isinstance(task.model, str) else f"{type(task.model).__qualname__}:{task.model!r}"
-    identity = [MODELS_VERSION, model, task.key, task.seed, task.names, task.classes, task.keep_model]
+    import sklearn
+
+    # library versions too: a fit cached before an upgrade is refitted, not trusted
+    identity = [MODELS_VERSION, sklearn.__version__, np.__version__, model, task.key, task.seed, task.names]
+    identity += [task.classes, task.keep_model]
     h.update(json.dumps(identity).encode())
     for array in (task.x_train, task.y_train, task.x_test):
         h.update(str(array.dtype).encode() + str(array.shape).encode())
