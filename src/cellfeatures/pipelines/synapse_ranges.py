@@ -132,11 +132,16 @@ def write_runs(records: list[pl.DataFrame], bucket_starts: pl.Series, sink: Any)
                 writer.write_batch(pa.record_batch(columns, schema=schema))
 
 
-def aggregate_batch(runs: list[pl.DataFrame], aggs: list[pl.Expr], out: bool) -> pl.DataFrame | None:
-    """One (bucket, direction): its runs from every range, merged and aggregated per cell root."""
+def merge_runs(runs: list[pl.DataFrame]) -> pl.DataFrame:
+    """One (bucket, direction)'s runs from every range as one contiguous frame."""
     # a range whose sizes needed Int64 widens the others (vertical_relaxed); one contiguous chunk, since
     # polars sorts 68 chunks three times slower than their concatenation (0.17 s against 0.06 s)
-    records = pl.concat(runs, how="vertical_relaxed", rechunk=True).sort("root")
+    return pl.concat(runs, how="vertical_relaxed", rechunk=True)
+
+
+def aggregate_batch(records: pl.DataFrame, aggs: list[pl.Expr], out: bool) -> pl.DataFrame | None:
+    """One (bucket, direction)'s merged runs, sorted and aggregated per cell root."""
+    records = records.sort("root")
     if not records.height:
         return None
     return records.group_by("root", maintain_order=True).agg(aggs).with_columns(pl.lit(out).alias("out"))
@@ -187,8 +192,8 @@ def run_local(
         # is read while this one is aggregated
         readers = [pa.ipc.open_file(opened.enter_context(pa.OSFile(str(f)))) for f in files]
 
-        def read_runs(i: int) -> list[pl.DataFrame]:
-            return [pl.DataFrame(reader.get_batch(i)) for reader in readers]
+        def read_runs(i: int) -> pl.DataFrame:  # read and merged on the I/O thread, overlapping aggregation
+            return merge_runs([pl.DataFrame(reader.get_batch(i)) for reader in readers])
 
         upcoming = io.submit(read_runs, 0)
         for i in range(2 * plan.buckets):  # batch 2 * bucket + (direction is out)
@@ -249,7 +254,7 @@ def aggregate_bucket_task(files: list[str], bucket: int, flags: tuple[bool, bool
             reader = pa.ipc.open_file(source)
             for out in (0, 1):
                 runs[out].append(pl.DataFrame(reader.get_batch(2 * bucket + out)))
-    parts = [aggregate_batch(runs[out], aggs, out == 1) for out in (0, 1)]
+    parts = [aggregate_batch(merge_runs(runs[out]), aggs, out == 1) for out in (0, 1)]
     return {
         "parts": [p for p in parts if p is not None],
         "seconds": time.perf_counter() - started,
