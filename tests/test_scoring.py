@@ -153,7 +153,7 @@ def test_predict_covers_every_filtered_cell_once_and_validates(reported) -> None
 
 
 def test_a_report_covering_several_datasets_is_found_for_each(reported) -> None:
-    from cellfeatures.cli import _latest_report
+    from cellfeatures.saved_report import latest_report
 
     store, ds, _report, root = reported
     split = SplitSpec(block_um=50, buffer_um=15)
@@ -162,8 +162,8 @@ def test_a_report_covering_several_datasets_is_found_for_each(reported) -> None:
     report, _ = baseline_report(
         store, ds, seeds=(0,), models=("majority",), existing=(), root=root / "datasets", extra=[classes]
     )
-    assert _latest_report(classes, root / "datasets") == report.parent
-    assert _latest_report(classes) is None, "without the datasets root only its own folder is searched"
+    assert latest_report(classes, root / "datasets") == report.parent
+    assert latest_report(classes) is None, "without the datasets root only its own folder is searched"
 
 
 def test_a_split_leaving_a_fold_without_training_cells_is_refused(reported) -> None:

@@ -731,12 +731,6 @@ def _load_estimator(spec: str) -> tuple[str, Any]:
     return attr, estimator
 
 
-def _latest_report(ds: Any, datasets_root: str | Path | None = None) -> Path | None:
-    from cellfeatures.saved_report import latest_report
-
-    return latest_report(ds, datasets_root)
-
-
 @app.command()
 def score(
     predictions: Annotated[
@@ -760,13 +754,14 @@ def score(
       cellfeatures score my_predictions.parquet --dataset column_types --name my-model
     """
     from cellfeatures.datasets import check_name, find_dataset
+    from cellfeatures.saved_report import latest_report
     from cellfeatures.scoring import score_file
 
     try:
         cfg = _config(config)
         ds = find_dataset(dataset_name, cfg.datasets_root)
         entry = check_name(name or predictions.stem, "entry name")
-        report = _latest_report(ds, cfg.datasets_root)
+        report = latest_report(ds, cfg.datasets_root)
         row = score_file(
             predictions, ds, _store(cfg, store), entry, report=report, materialization_version=materialization_version
         )
@@ -805,6 +800,7 @@ def predict(
     """
     from cellfeatures.datasets import find_dataset
     from cellfeatures.predict import write_predictions
+    from cellfeatures.saved_report import latest_report
 
     try:
         cfg = _config(config)
@@ -814,7 +810,7 @@ def predict(
         if ":" in model:
             name, estimator = _load_estimator(model)
         with console.status(f"fitting {name} on {ds.card['cells']:,} cells and predicting every cell"):
-            path = write_predictions(_store(cfg, store), ds, estimator, name, _latest_report(ds, cfg.datasets_root))
+            path = write_predictions(_store(cfg, store), ds, estimator, name, latest_report(ds, cfg.datasets_root))
         table = pl.read_parquet(path)
     except CLI_ERRORS as exc:
         _fail(exc)

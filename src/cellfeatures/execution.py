@@ -257,8 +257,7 @@ def open_engine(
             stack.callback(cluster.close)
             client = distributed.Client(cluster, set_as_default=False)
         stack.callback(client.close)
-        workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-        say(f"dask: {workers} worker(s); dashboard {client.dashboard_link}")
-        probe_scratch(client, scratch)
         engine = DaskEngine(client, spec, scratch, say, tick)
+        say(f"dask: {engine.workers} worker(s); dashboard {client.dashboard_link}")
+        probe_scratch(client, scratch)
         yield engine

@@ -25,6 +25,7 @@ import polars as pl
 
 from cellfeatures.atomic import publish_directory
 from cellfeatures.baselines import EXISTING, RANKING_METRIC, Evaluator, Leaderboard, best_entry, save_model
+from cellfeatures.display import num
 
 PUBLISHED = {
     "figure": "about 91% cross-validated accuracy",
@@ -130,20 +131,16 @@ def _plot_reliability(path: Path, bins: list[dict[str, Any]], title: str) -> Non
     plt.close(fig)
 
 
-def _num(value: Any, digits: int = 3) -> str:
-    return "–" if value is None or value != value else f"{value:.{digits}f}"
-
-
 def _cell(row: dict[str, Any], metric: str) -> str:
     """mean [95% interval] (fold sd) for one metric of a leaderboard row."""
     mean = row.get(f"{metric}_mean")
     if mean is None:
         return "–"
-    text = _num(mean)
+    text = num(mean)
     if row.get(f"{metric}_ci_low") is not None:
-        text += f" [{_num(row[f'{metric}_ci_low'])}, {_num(row[f'{metric}_ci_high'])}]"
+        text += f" [{num(row[f'{metric}_ci_low'])}, {num(row[f'{metric}_ci_high'])}]"
     if row.get(f"{metric}_fold_std") is not None:
-        text += f" (±{_num(row[f'{metric}_fold_std'])})"
+        text += f" (±{num(row[f'{metric}_fold_std'])})"
     return text
 
 
@@ -271,7 +268,7 @@ def _board_section(board: Leaderboard, figures: Path) -> list[str]:
             coverage = f"{r['coverage']:.1%}" if r["coverage"] is not None else "100%"
             lines.append(
                 f"| {r['entry']} | {r['kind']} | {r['feature_origins']} | {_cell(r, 'balanced_accuracy')} | "
-                f"{_cell(r, 'accuracy')} | {_cell(r, 'macro_f1')} | {_num(r['log_loss_mean'])} | {_num(r['ece'])} | "
+                f"{_cell(r, 'accuracy')} | {_cell(r, 'macro_f1')} | {num(r['log_loss_mean'])} | {num(r['ece'])} | "
                 f"{coverage} |"
             )
         lines.append("")
@@ -291,9 +288,9 @@ def _board_section(board: Leaderboard, figures: Path) -> list[str]:
         ]
         for r in tables.iter_rows(named=True):
             lines.append(
-                f"| {r['entry']} | {r['coverage']:.1%} | {_num(r['accuracy_mean'])} | {r['covered_n']:,} | "
-                f"{_num(r['covered_accuracy'])} | {r['paired_vs'] or '–'} | {_num(r['paired_model_accuracy'])} | "
-                f"{_num(r['paired_p_value'], 4)} |"
+                f"| {r['entry']} | {r['coverage']:.1%} | {num(r['accuracy_mean'])} | {r['covered_n']:,} | "
+                f"{num(r['covered_accuracy'])} | {r['paired_vs'] or '–'} | {num(r['paired_model_accuracy'])} | "
+                f"{num(r['paired_p_value'], 4)} |"
             )
         lines.append("")
     locked = frame.filter(pl.col("locked_n").is_not_null())
@@ -309,7 +306,7 @@ def _board_section(board: Leaderboard, figures: Path) -> list[str]:
             "|---|---|---|",
         ]
         lines += [
-            f"| {r['entry']} | {_num(r['locked_balanced_accuracy'])} | {_num(r['locked_accuracy'])} |"
+            f"| {r['entry']} | {num(r['locked_balanced_accuracy'])} | {num(r['locked_accuracy'])} |"
             for r in locked.iter_rows(named=True)
         ]
         lines.append("")

@@ -427,11 +427,11 @@ class FeatureStore:
         version = version_id(fingerprint, config.feature_set())
         final = self.root / version
         engine: Any = contextlib.nullcontext(None)
+        scratch = self.root / f".building-dask-{version}-{os.getpid()}"  # removed by the next build if killed
         if not (final / MANIFEST_FILE).exists():  # a cluster only for a build that will run
             from cellfeatures.execution import ExecutionSpec, open_engine
 
             spec = ExecutionSpec.from_config(config.raw.get("execution"))
-            scratch = self.root / f".building-dask-{version}-{os.getpid()}"  # removed by the next build if killed
             engine = open_engine(spec, str(scratch), say, tick)
         try:
             with engine as running:
@@ -443,7 +443,7 @@ class FeatureStore:
                     ready=MANIFEST_FILE,
                 )
         finally:
-            shutil.rmtree(self.root / f".building-dask-{version}-{os.getpid()}", ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
         if not created or manifest is None:
             problems = self.verify(version)
             if problems:
