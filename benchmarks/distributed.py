@@ -33,7 +33,7 @@ import cellfeatures  # noqa: F401  (tunes polars' allocator first, as the CLI do
 import polars as pl
 
 # This file shares its name with the `distributed` package: keep its folder off the import path, or the
-# lazy `import distributed` in cellfeatures.execution would import this script.
+# lazy `import distributed` in cellfeatures.pipelines.execution would import this script.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 SYN, TAGS, NUC, LABELS = (
@@ -56,10 +56,10 @@ def own_peak_rss_bytes() -> int:
 
 def child(engine: str, snapshot: str, out: str, workers: int) -> None:
     """Build the synapse family with one engine; print wall time, peak RSS and the engine's task costs."""
-    from cellfeatures.execution import ExecutionSpec, open_engine
     from cellfeatures.identity import identity_map
     from cellfeatures.pipelines import synapses
     from cellfeatures.pipelines.base import BuildContext
+    from cellfeatures.pipelines.execution import ExecutionSpec, open_engine
     from cellfeatures.pipelines.nucleus import load_identity_nucleus
     from cellfeatures.sources.snapshot import SnapshotSource
 
@@ -162,7 +162,8 @@ def main() -> None:
 
     from polars.testing import assert_frame_equal
 
-    from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
+    from cellfeatures.sources.synthetic.cells import SyntheticSpec
+    from cellfeatures.sources.synthetic.snapshot import write_synthetic_snapshot
 
     spec = SyntheticSpec(
         n_cells=args.cells,

@@ -21,8 +21,8 @@ from pathlib import Path
 
 CHILD = """
 import json, sys, time
-from cellfeatures.config import from_dict
-from cellfeatures.store import FeatureStore
+from cellfeatures.config.model import from_dict
+from cellfeatures.store.store import FeatureStore
 cfg = from_dict(json.loads(sys.argv[1]))
 t0 = time.perf_counter()
 result = FeatureStore(sys.argv[2]).build(cfg)
@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(__file__).parent / "_data")
     args = parser.parse_args()
 
-    from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
+    from cellfeatures.sources.synthetic.cells import SyntheticSpec
+    from cellfeatures.sources.synthetic.snapshot import write_synthetic_snapshot
 
     spec = SyntheticSpec(n_cells=args.cells, n_synapses=args.synapses, seed=args.seed)
     t0 = time.perf_counter()

@@ -310,7 +310,8 @@ def main() -> None:
         child(*args.child)
         return
 
-    from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
+    from cellfeatures.sources.synthetic.cells import SyntheticSpec
+    from cellfeatures.sources.synthetic.snapshot import write_synthetic_snapshot
 
     spec = SyntheticSpec(
         n_cells=args.cells,

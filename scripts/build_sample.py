@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cellfeatures.checksums import file_sha256, frame_checksum
+from cellfeatures._util.checksums import file_sha256, frame_checksum
 from cellfeatures.vocab import EXC, INH, VOCABULARY
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -109,10 +109,11 @@ def sample_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Shared (read-only) by the notebook API, HTML report and browser tests; ~30 s to make once.
     """
-    from cellfeatures.config import load_config, packaged_config_path
-    from cellfeatures.datasets import DatasetSpec, build_dataset
-    from cellfeatures.report import baseline_report
-    from cellfeatures.store import FeatureStore
+    from cellfeatures.config.model import load_config, packaged_config_path
+    from cellfeatures.datasets.build import build_dataset
+    from cellfeatures.datasets.spec import DatasetSpec
+    from cellfeatures.store.store import FeatureStore
+    from cellfeatures.workflows import baseline_report
 
     root = tmp_path_factory.mktemp("project")
     (root / "configs").mkdir()
@@ -120,7 +121,7 @@ def sample_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "examples").mkdir()
     cfg = load_config(root / "configs" / "sample.toml")
     store = FeatureStore(config=cfg)
-    version = store.build().version
+    version = store.build().id
     ds = build_dataset(store, DatasetSpec("column_types", feature_version=version))
     baseline_report(store, ds, seeds=(0,), models=("majority", "logistic_regression"))
     return root

@@ -23,10 +23,10 @@ def test_every_public_name_resolves_from_the_package_top() -> None:
 @pytest.mark.parametrize(
     "obj",
     [
-        "cellfeatures.store.FeatureStore",
-        "cellfeatures.feature_version.FeatureVersion",
-        "cellfeatures.datasets.Dataset",
-        "cellfeatures.saved_report.SavedReport",
+        "cellfeatures.store.store.FeatureStore",
+        "cellfeatures.store.version.FeatureVersion",
+        "cellfeatures.datasets.dataset.Dataset",
+        "cellfeatures.benchmark.leaderboard.Leaderboard",
     ],
 )
 def test_docstring_examples_run_on_the_sample(obj: str, sample_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,7 +98,7 @@ def test_a_saved_leaderboard_shows_intervals(sample_project: Path) -> None:
     lr = frame.filter(pl.col("entry") == "logistic_regression").row(0, named=True)
     shown = f"{lr['balanced_accuracy_mean']:.3f} [{lr['balanced_accuracy_ci_low']:.3f}, "
     assert shown in repr(board) and shown in board._repr_html_()
-    assert board.html.exists() and board.markdown.exists()
+    assert board.path is not None and (board.path / "REPORT.html").exists() and (board.path / "REPORT.md").exists()
 
 
 def test_a_diff_shows_what_changed(sample_project: Path) -> None:

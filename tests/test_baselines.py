@@ -10,19 +10,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cellfeatures.baselines import (
-    FIT_CACHE,
-    Evaluator,
-    ModelIntegrityError,
-    load_model,
-    make_model,
-    run_baselines,
-    save_model,
-)
-from cellfeatures.config import default_config
-from cellfeatures.datasets import DatasetSpec, build_dataset
-from cellfeatures.splits import SplitSpec
-from cellfeatures.store import FeatureStore
+from cellfeatures.benchmark.evaluate import Evaluator
+from cellfeatures.benchmark.fits import FIT_CACHE
+from cellfeatures.benchmark.models import load_model, make_model
+from cellfeatures.benchmark.run import run_baselines, save_model
+from cellfeatures.config.model import default_config
+from cellfeatures.datasets.build import build_dataset
+from cellfeatures.datasets.spec import DatasetSpec
+from cellfeatures.datasets.splits import SplitSpec
+from cellfeatures.errors import ModelIntegrityError
+from cellfeatures.store.store import FeatureStore
 
 
 def test_evaluator_matches_hand_computed_metrics() -> None:
@@ -123,7 +120,7 @@ def test_seeds_redraw_the_split_and_report_spread_and_interval(dataset) -> None:
     assert s["fold_std"] == pytest.approx(np.std(fold_values, ddof=1)) and s["fold_std"] > 0
     assert s["ci_low"] <= s["mean"] <= s["ci_high"] and s["ci_low"] < s["ci_high"]
     assert entry.predictions["seed"].unique().sort().to_list() == [0, 1], "every seed's predictions are kept"
-    from cellfeatures.datasets import find_dataset
+    from cellfeatures.datasets.dataset import find_dataset
 
     assert find_dataset("types", root / "datasets").id == ds.id, "asking by name never returns a seed sibling"
     assert find_dataset("types.seed1", root / "datasets").card["spec"]["split"]["seed"] == 1
@@ -146,7 +143,7 @@ def test_a_pooled_metric_recomputes_from_the_saved_predictions(dataset) -> None:
 
 
 def test_one_thread_fits_in_processes_give_the_same_numbers_as_in_process(dataset) -> None:
-    from cellfeatures.baselines import collect_trained, run_fits, trained_tasks
+    from cellfeatures.benchmark.run import collect_trained, run_fits, trained_tasks
 
     _store, ds, _root = dataset
     tasks = trained_tasks({0: ds}, "hist_gradient_boosting", "hist_gradient_boosting")
@@ -202,7 +199,7 @@ def test_planted_predictions_score_to_hand_computed_numbers_in_both_views(datase
 
 def test_an_interrupted_baseline_stage_resumes_from_its_finished_fits(dataset, tmp_path: Path) -> None:
     """Ctrl-C after two fits keeps those two; the rerun fits only the rest and gives the same results."""
-    from cellfeatures.baselines import run_fits, trained_tasks
+    from cellfeatures.benchmark.run import run_fits, trained_tasks
 
     _store, ds, _root = dataset
     tasks = trained_tasks({0: ds}, "logistic_regression", "logistic_regression")

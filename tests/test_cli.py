@@ -15,7 +15,7 @@ def test_run_builds_the_sample_and_summarises(in_tmp: Path) -> None:
     """`cellfeatures run` as typed; the working directory's configs/sample.toml asks for one seed (not three)
     and one dataset so the suite stays fast: the full run is what benchmarks/baselines.py times (a report
     covering several datasets is tested in test_scoring)."""
-    from cellfeatures.config import packaged_config_path
+    from cellfeatures.config.model import packaged_config_path
 
     text = packaged_config_path("sample").read_text()
     assert "seeds = [0, 1, 2]" in text
@@ -46,7 +46,7 @@ def test_build_with_an_override_and_diff(in_tmp: Path) -> None:
     assert runner.invoke(app, ["build"]).exit_code == 0
     out = runner.invoke(app, ["build", "--set", 'features.nucleus.depth_method="y_offset"'])
     assert out.exit_code == 0 and "published" in out.output
-    from cellfeatures.store import FeatureStore
+    from cellfeatures.store.store import FeatureStore
 
     a, b = (r["version"] for r in FeatureStore("features").list())
     diff = runner.invoke(app, ["diff", a, b])
@@ -134,14 +134,14 @@ def test_json_output_is_plain_json_on_stdout(in_tmp: Path) -> None:
 
 def test_dataset_uses_the_configs_own_version_not_the_last_built(in_tmp: Path) -> None:
     """`latest` is the last build; an experiment built after the config's version must not be picked up."""
-    from cellfeatures.store import FeatureStore
+    from cellfeatures.store.store import FeatureStore
 
     assert runner.invoke(app, ["build"]).exit_code == 0
     assert runner.invoke(app, ["build", "--set", 'features.nucleus.depth_method="y_offset"']).exit_code == 0
     own, experiment = (r["version"] for r in FeatureStore(in_tmp / "features").list())
     made = runner.invoke(app, ["dataset", "column_classes"])
     assert made.exit_code == 0, made.output
-    from cellfeatures.datasets import find_dataset
+    from cellfeatures.datasets.dataset import find_dataset
 
     assert find_dataset("column_classes", in_tmp / "datasets").card["feature_version"] == own != experiment
     typo = runner.invoke(app, ["dataset", "column_clases"])

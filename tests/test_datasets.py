@@ -8,10 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cellfeatures.config import default_config
-from cellfeatures.datasets import DatasetSpec, LeakageError, build_dataset, find_dataset
-from cellfeatures.splits import SplitSpec
-from cellfeatures.store import FeatureStore
+from cellfeatures.config.model import default_config
+from cellfeatures.datasets.build import build_dataset
+from cellfeatures.datasets.dataset import find_dataset
+from cellfeatures.datasets.spec import DatasetSpec
+from cellfeatures.datasets.splits import SplitSpec
+from cellfeatures.errors import LeakageError
+from cellfeatures.store.store import FeatureStore
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from cellfeatures.config import load_config
-from cellfeatures.errors import ConfigError
-from cellfeatures.execution import ExecutionError, ExecutionSpec
-from cellfeatures.store import FeatureStore
+from cellfeatures.config.model import load_config
+from cellfeatures.errors import ConfigError, ExecutionError
+from cellfeatures.pipelines.execution import ExecutionSpec
+from cellfeatures.store.store import FeatureStore
 
 pytest.importorskip("distributed")
 
@@ -33,7 +33,8 @@ buckets = 8
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """~2M synapses with tags and partner labels (written in parts, like a CAVE export)."""
-    from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
+    from cellfeatures.sources.synthetic.cells import SyntheticSpec
+    from cellfeatures.sources.synthetic.snapshot import write_synthetic_snapshot
 
     out = tmp_path_factory.mktemp("dask") / "snap"
     return write_synthetic_snapshot(SyntheticSpec(n_cells=3000, n_synapses=2_000_000, seed=3, chunk_rows=500_000), out)
@@ -52,13 +53,13 @@ LOCAL_CLUSTER = '[execution]\nengine = "dask"\ncluster = "local"\nworkers = 2\nt
 def local_matrix(snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     tmp = tmp_path_factory.mktemp("local")
     store = FeatureStore(tmp / "features")
-    return store.load(store.build(load_config(_config(tmp, snapshot))).version)
+    return store.load(store.build(load_config(_config(tmp, snapshot))).id)
 
 
 def _dask_build(tmp: Path, snapshot: Path, tick=None, execution: str = LOCAL_CLUSTER) -> tuple[pl.DataFrame, dict]:
     store = FeatureStore(tmp / "features")
     result = store.build(load_config(_config(tmp, snapshot, execution)), tick=tick)
-    return store.load(result.version), result.manifest
+    return store.load(result.id), result.manifest
 
 
 def test_dask_gives_the_local_matrix_bit_for_bit(snapshot: Path, local_matrix: pl.DataFrame, tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from cellfeatures.benchmark.leaderboard import Leaderboard
 from cellfeatures.errors import StoreError
-from cellfeatures.html_report import markdown_to_html, write_html_report
-from cellfeatures.saved_report import SavedReport
+from cellfeatures.report.html import markdown_to_html, write_html_report
 from tests.browser import find_chromium, visit
 
 ARTIFACTS = Path(os.environ.get("CELLFEATURES_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
@@ -20,7 +20,7 @@ ARTIFACTS = Path(os.environ.get("CELLFEATURES_ARTIFACTS", Path(__file__).resolve
 
 @pytest.fixture(scope="module")
 def report(sample_project: Path) -> Path:
-    return SavedReport.load("column_types", sample_project / "datasets").path
+    return Leaderboard.load("column_types", sample_project / "datasets").path
 
 
 def test_markdown_subset_becomes_html_with_values_escaped(tmp_path: Path) -> None:

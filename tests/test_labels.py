@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from cellfeatures.labels import LabelSourceSpec, agreement, load_labels
+from cellfeatures.labels.agreement import agreement
+from cellfeatures.labels.sources import LabelSourceSpec, load_labels
 from tests.conftest import cell_type_frame
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cellfeatures.config import load_config
-from cellfeatures.locate import find_project, project_of_config, resolve_under
+from cellfeatures.config.model import load_config
+from cellfeatures.config.paths import find_project, project_of_config, resolve_under
 
 
 def _project(root: Path) -> Path:

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from cellfeatures.errors import SourceError
-from cellfeatures.normalize import canonical_synapses, coerce_wire
+from cellfeatures.sources.normalize import canonical_synapses, coerce_wire
 from tests.conftest import REAL_DATA
 
 

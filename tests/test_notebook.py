@@ -23,7 +23,7 @@ def test_the_quickstart_notebook_executes_without_an_error_cell(tmp_path: Path) 
     import nbclient
     import nbformat
 
-    from cellfeatures.config import packaged_config_path
+    from cellfeatures.config.model import packaged_config_path
 
     (tmp_path / "configs").mkdir()
     shutil.copy(packaged_config_path("sample"), tmp_path / "configs" / "sample.toml")

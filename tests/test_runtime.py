@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from cellfeatures.runtime import ALLOCATOR_CONF, ALLOCATOR_ENV
+from cellfeatures._util.runtime import ALLOCATOR_CONF, ALLOCATOR_ENV
 
 SHOW = f"import os; print(os.environ.get({ALLOCATOR_ENV!r}, '<unset>'))"
 

@@ -8,17 +8,18 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from cellfeatures.benchmark.predict import PredictionTable, cells_to_predict, write_predictions
+from cellfeatures.benchmark.scoring import read_predictions, score_file
 from cellfeatures.cli import app
-from cellfeatures.config import default_config
-from cellfeatures.datasets import DatasetSpec, build_dataset
+from cellfeatures.config.model import default_config
+from cellfeatures.datasets.build import build_dataset
+from cellfeatures.datasets.spec import DatasetSpec
+from cellfeatures.datasets.splits import SplitSpec
 from cellfeatures.errors import ConfigError, SchemaError
-from cellfeatures.predict import PredictionTable, cells_to_predict, write_predictions
-from cellfeatures.report import baseline_report
 from cellfeatures.schemas import validate
-from cellfeatures.scoring import read_predictions, score_file
 from cellfeatures.sources.sample import sample_data_dir
-from cellfeatures.splits import SplitSpec
-from cellfeatures.store import FeatureStore
+from cellfeatures.store.store import FeatureStore
+from cellfeatures.workflows import baseline_report, score_predictions
 
 EARLY = "soma_nuc_model_83_1_v117"
 
@@ -50,7 +51,7 @@ def test_the_early_model_exported_to_a_file_reproduces_the_built_in_row(reported
     exported = tmp_path / "early.parquet"
     pl.read_parquet(sample_data_dir() / f"{EARLY}.parquet").write_parquet(exported)  # a CAVE table: target_id
     built_in = pl.read_csv(report / "leaderboard.csv").filter(pl.col("entry") == f"table:{EARLY}").row(0, named=True)
-    row = score_file(exported, ds, store, "early-from-file", report=report)
+    row = score_predictions(store, ds, exported, "early-from-file", datasets_root=_root / "datasets").row
     for key in (
         "accuracy_mean",
         "balanced_accuracy_mean",
@@ -81,8 +82,8 @@ def test_a_root_keyed_file_scores_like_its_nucleus_keyed_twin(reported, tmp_path
         by_root
     )
     version = store.manifest(ds.card["feature_version"])["source"]["materialization_version"]
-    a = score_file(by_nucleus, ds, store, "a")
-    b = score_file(by_root, ds, store, "b", materialization_version=version or 0)
+    a, _ = score_file(store, ds, by_nucleus, "a")
+    b, _ = score_file(store, ds, by_root, "b", materialization_version=version or 0)
     for key in ("accuracy_mean", "balanced_accuracy_mean", "coverage"):
         assert a[key] == pytest.approx(b[key]), key
     with pytest.raises(ConfigError, match="say which materialization version"):
@@ -101,7 +102,7 @@ def test_planted_predictions_score_to_hand_computed_numbers(reported, tmp_path: 
     )
     path = tmp_path / "planted.parquet"
     planted.write_parquet(path)
-    row = score_file(path, ds, store, "planted")
+    row, _ = score_file(store, ds, path, "planted")
     tested = ds.splits.filter(pl.col("fold_0").is_not_null())
     covered = planted.join(truth, on="nucleus_id").join(
         ds.splits.filter(pl.any_horizontal(pl.col(f) == "test" for f in ds.folds)).select("nucleus_id"), on="nucleus_id"
@@ -153,7 +154,7 @@ def test_predict_covers_every_filtered_cell_once_and_validates(reported) -> None
 
 
 def test_a_report_covering_several_datasets_is_found_for_each(reported) -> None:
-    from cellfeatures.saved_report import latest_report
+    from cellfeatures.benchmark.leaderboard import latest_report
 
     store, ds, _report, root = reported
     split = SplitSpec(block_um=50, buffer_um=15)

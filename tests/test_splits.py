@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
-from cellfeatures.splits import SplitSpec, fold_names, make_split
+from cellfeatures.datasets.splits import SplitSpec, fold_names, make_split
 
 
 def cells(n: int, seed: int, shared_roots: int = 0) -> pl.DataFrame:
@@ -115,7 +115,7 @@ def test_a_seed_redraws_the_spatial_blocks() -> None:
 
 def test_spatial_folds_balance_class_counts_better_than_cell_counts_alone() -> None:
     """Blocks of one class each: assigning by size alone could put a class in one fold only."""
-    from cellfeatures.splits import assign_blocks
+    from cellfeatures.datasets.splits import assign_blocks
 
     block = np.repeat(np.arange(10), 10)
     labels = np.repeat(np.array(["a"] * 5 + ["b"] * 5), 10)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from cellfeatures.stats import (
+from cellfeatures.benchmark.stats import (
     bootstrap_replicates,
     confusion_codes,
     mcnemar_exact,

@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cellfeatures.config import default_config, from_dict
+from cellfeatures.config.model import default_config, from_dict
 from cellfeatures.errors import SchemaError, StoreError, VersionNotFoundError
-from cellfeatures.store import FeatureStore
+from cellfeatures.store.store import FeatureStore
 from tests.conftest import nucleus_frame, write_snapshot
 
 
@@ -29,7 +29,7 @@ def test_sample_build_publishes_all_five_families(built) -> None:
     store, result = built
     m = result.manifest
     assert result.created and set(m["families"]) == {"nucleus", "synapses", "functional", "proofreading", "external"}
-    assert m["rows"] == 69_461 == store.load(result.version, columns=["soma_depth_um"]).height
+    assert m["rows"] == 69_461 == store.load(result.id, columns=["soma_depth_um"]).height
     assert m["source"]["datastack"] == "minnie65_public" and "materialization_version" in m["source"]
     assert m["inputs"]["synapses_pni_2"]["origin"] == "synthetic"
     assert m["inputs"]["soma_nuc_features_v117"]["origin"] == "real"
@@ -47,15 +47,15 @@ def test_second_build_is_a_no_op(built) -> None:
     store, first = built
     mtime = (first.path / "features.parquet").stat().st_mtime_ns
     again = store.build(default_config())
-    assert not again.created and again.version == first.version
+    assert not again.created and again.id == first.id
     assert (first.path / "features.parquet").stat().st_mtime_ns == mtime
 
 
 def test_one_config_change_gives_a_new_version_and_the_diff_says_exactly_that(built) -> None:
     store, first = built
     changed = store.build(default_config().with_value("features.nucleus.depth_method", "y_offset"))
-    assert changed.created and changed.version != first.version
-    d = store.diff(first.version, changed.version)
+    assert changed.created and changed.id != first.id
+    d = store.diff(first.id, changed.id)
     assert d.config_changes == [{"key": "features.nucleus.depth_method", "a": "standard_transform", "b": "y_offset"}]
     assert [c["feature"] for c in d.changed_features] == ["soma_depth_um"], "no phantom drift elsewhere"
     assert (d.cells_added, d.cells_removed, d.cells_rerooted, d.features_added, d.features_removed) == (0, 0, 0, [], [])
@@ -64,15 +64,15 @@ def test_one_config_change_gives_a_new_version_and_the_diff_says_exactly_that(bu
 
 def test_resolve_load_and_scan(built) -> None:
     store, first = built
-    assert store.resolve(first.version[:6]) == first.version
+    assert store.resolve(first.id[:6]) == first.id
     assert store.resolve("latest") in {r["version"] for r in store.list()}
-    frame = store.load(first.version, columns=["syn_in_count"])
+    frame = store.load(first.id, columns=["syn_in_count"])
     assert frame.columns == ["nucleus_id", "syn_in_count"]
-    assert store.scan(first.version).select(pl.len()).collect().item() == 69_461
+    assert store.scan(first.id).select(pl.len()).collect().item() == 69_461
     with pytest.raises(VersionNotFoundError, match="no version 'zzz'"):
         store.resolve("zzz")
     with pytest.raises(StoreError, match="no column"):
-        store.load(first.version, columns=["not_a_feature"])
+        store.load(first.id, columns=["not_a_feature"])
 
 
 def _tiny_config(path: Path, extra: str = "") -> object:
@@ -103,8 +103,8 @@ def test_diff_reports_cells_added_removed_and_rerooted(tmp_path: Path) -> None:
     write_snapshot(
         tmp_path / "b", {"nucleus_detection_v0": nucleus_frame([(2, 12, 0, 0, 0), (3, 99, 0, 0, 0), (4, 14, 0, 0, 0)])}
     )
-    a = store.build(_tiny_config(tmp_path / "a")).version
-    b = store.build(_tiny_config(tmp_path / "b")).version
+    a = store.build(_tiny_config(tmp_path / "a")).id
+    b = store.build(_tiny_config(tmp_path / "b")).id
     d = store.diff(a, b)
     assert (d.cells_added, d.cells_removed, d.cells_rerooted) == (1, 1, 1)
     assert d.examples == {"added": [4], "removed": [1], "rerooted": [3]}
@@ -126,8 +126,8 @@ def test_a_killed_build_leaves_no_visible_version_and_a_rerun_completes(tmp_path
     store_root = tmp_path / "store"
     script = textwrap.dedent(f"""
         import time, polars as pl
-        from cellfeatures.config import default_config
-        from cellfeatures.store import FeatureStore
+        from cellfeatures.config.model import default_config
+        from cellfeatures.store.store import FeatureStore
         from cellfeatures.pipelines import synapses
         original = synapses.build
         def slow(ctx, cfg):
@@ -151,5 +151,5 @@ def test_a_killed_build_leaves_no_visible_version_and_a_rerun_completes(tmp_path
         store.resolve("latest")
     t0 = time.perf_counter()
     result = store.build(default_config())
-    assert result.created and store.list()[0]["version"] == result.version
+    assert result.created and store.list()[0]["version"] == result.id
     assert time.perf_counter() - t0 < 120

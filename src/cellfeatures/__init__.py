@@ -4,13 +4,15 @@ In a notebook::
 
     import cellfeatures as cf
     store = cf.FeatureStore()            # the store your project's config names
-    version = store.build()              # build (or find) the config's feature version
-    features = store.load()              # the latest matrix as a Polars DataFrame
+    version = store.build()              # build (or find) the config's feature version -> FeatureVersion
+    features = version.load()            # its matrix as a Polars DataFrame
     ds = cf.build_dataset(store, cf.DatasetSpec("column_types"))
     x, y, names = ds.xy(0, "train")
     board = cf.run_baselines(store, ds, seeds=(0,), models={"mine": my_estimator})
+    board.save("my_report")              # later: cf.Leaderboard.load("my_report")
 
-Names are imported on first use, so `import cellfeatures` stays cheap for the command line.
+Names are imported on first use, so `import cellfeatures` stays cheap for the command line. Nothing in
+the package imports this module (it re-exports the upper layers; see README "Development").
 """
 
 from __future__ import annotations
@@ -18,52 +20,80 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from cellfeatures.runtime import tune_allocator
+from cellfeatures._util.runtime import tune_allocator
+from cellfeatures._version import PIPELINE_CODE_VERSION, __version__
 
-tune_allocator()  # before anything imports polars (see runtime.py)
-
-__version__ = "0.1.0"
-
-# Bumped whenever a pipeline's output for the same inputs changes; part of every feature-version hash.
-PIPELINE_CODE_VERSION = "2"
+tune_allocator()  # before anything imports polars (see _util/runtime.py)
 
 # public name -> module that defines it
 _EXPORTS = {
-    "FeatureStore": "cellfeatures.store",
-    "FeatureVersion": "cellfeatures.feature_version",
-    "VersionDiff": "cellfeatures.store",
-    "Config": "cellfeatures.config",
-    "load_config": "cellfeatures.config",
-    "default_config": "cellfeatures.config",
-    "Dataset": "cellfeatures.datasets",
-    "DatasetSpec": "cellfeatures.datasets",
-    "build_dataset": "cellfeatures.datasets",
-    "SplitSpec": "cellfeatures.splits",
-    "Leaderboard": "cellfeatures.baselines",
-    "run_baselines": "cellfeatures.baselines",
-    "SavedReport": "cellfeatures.saved_report",
-    "write_html_report": "cellfeatures.html_report",
-    "label_sources": "cellfeatures.labels",
-    "load_labels": "cellfeatures.labels",
+    "FeatureStore": "cellfeatures.store.store",
+    "FeatureVersion": "cellfeatures.store.version",
+    "VersionDiff": "cellfeatures.store.diff",
+    "Config": "cellfeatures.config.model",
+    "load_config": "cellfeatures.config.model",
+    "default_config": "cellfeatures.config.model",
+    "Dataset": "cellfeatures.datasets.dataset",
+    "DatasetSpec": "cellfeatures.datasets.spec",
+    "build_dataset": "cellfeatures.datasets.build",
+    "SplitSpec": "cellfeatures.datasets.splits",
+    "Evaluator": "cellfeatures.benchmark.evaluate",
+    "Leaderboard": "cellfeatures.benchmark.leaderboard",
+    "run_baselines": "cellfeatures.benchmark.run",
+    "baseline_report": "cellfeatures.workflows",
+    "run_main_job": "cellfeatures.workflows",
+    "score_predictions": "cellfeatures.workflows",
+    "write_html_report": "cellfeatures.report.html",
+    "label_sources": "cellfeatures.labels.sources",
+    "load_labels": "cellfeatures.labels.sources",
+    "agreement": "cellfeatures.labels.agreement",
     "CellFeaturesError": "cellfeatures.errors",
+    "ConfigError": "cellfeatures.errors",
+    "SourceError": "cellfeatures.errors",
+    "TableNotFoundError": "cellfeatures.errors",
+    "SchemaError": "cellfeatures.errors",
+    "IdentityError": "cellfeatures.errors",
+    "StoreError": "cellfeatures.errors",
+    "VersionNotFoundError": "cellfeatures.errors",
+    "DamagedVersionError": "cellfeatures.errors",
+    "LeakageError": "cellfeatures.errors",
+    "ExecutionError": "cellfeatures.errors",
+    "ModelIntegrityError": "cellfeatures.errors",
 }
 __all__ = [
+    "PIPELINE_CODE_VERSION",
     "CellFeaturesError",
     "Config",
+    "ConfigError",
+    "DamagedVersionError",
     "Dataset",
     "DatasetSpec",
+    "Evaluator",
+    "ExecutionError",
     "FeatureStore",
     "FeatureVersion",
+    "IdentityError",
     "Leaderboard",
-    "SavedReport",
+    "LeakageError",
+    "ModelIntegrityError",
+    "SchemaError",
+    "SourceError",
     "SplitSpec",
+    "StoreError",
+    "TableNotFoundError",
     "VersionDiff",
+    "VersionNotFoundError",
+    "__version__",
+    "agreement",
+    "baseline_report",
     "build_dataset",
     "default_config",
     "label_sources",
     "load_config",
     "load_labels",
     "run_baselines",
+    "run_main_job",
+    "score_predictions",
     "write_html_report",
 ]
 
@@ -81,13 +111,32 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from cellfeatures.baselines import Leaderboard, run_baselines
-    from cellfeatures.config import Config, default_config, load_config
-    from cellfeatures.datasets import Dataset, DatasetSpec, build_dataset
-    from cellfeatures.errors import CellFeaturesError
-    from cellfeatures.feature_version import FeatureVersion
-    from cellfeatures.html_report import write_html_report
-    from cellfeatures.labels import label_sources, load_labels
-    from cellfeatures.saved_report import SavedReport
-    from cellfeatures.splits import SplitSpec
-    from cellfeatures.store import FeatureStore, VersionDiff
+    from cellfeatures.benchmark.evaluate import Evaluator
+    from cellfeatures.benchmark.leaderboard import Leaderboard
+    from cellfeatures.benchmark.run import run_baselines
+    from cellfeatures.config.model import Config, default_config, load_config
+    from cellfeatures.datasets.build import build_dataset
+    from cellfeatures.datasets.dataset import Dataset
+    from cellfeatures.datasets.spec import DatasetSpec
+    from cellfeatures.datasets.splits import SplitSpec
+    from cellfeatures.errors import (
+        CellFeaturesError,
+        ConfigError,
+        DamagedVersionError,
+        ExecutionError,
+        IdentityError,
+        LeakageError,
+        ModelIntegrityError,
+        SchemaError,
+        SourceError,
+        StoreError,
+        TableNotFoundError,
+        VersionNotFoundError,
+    )
+    from cellfeatures.labels.agreement import agreement
+    from cellfeatures.labels.sources import label_sources, load_labels
+    from cellfeatures.report.html import write_html_report
+    from cellfeatures.store.diff import VersionDiff
+    from cellfeatures.store.store import FeatureStore
+    from cellfeatures.store.version import FeatureVersion
+    from cellfeatures.workflows import baseline_report, run_main_job, score_predictions

@@ -50,17 +50,25 @@ def para(text: str) -> str:
     return f'<div style="margin:2px 0">{esc(text)}</div>'
 
 
-def num(value: Any, digits: int = 3) -> str:
-    return "–" if value is None or value != value else f"{value:.{digits}f}"
+def num(value: Any, digits: int = 3, missing: str = "–") -> str:
+    return missing if value is None or value != value else f"{value:.{digits}f}"
 
 
-def interval(row: dict[str, Any], metric: str) -> str:
-    """`mean [low, high]` of one leaderboard metric, or `–`."""
+def interval(row: dict[str, Any], metric: str, *, spread: bool = False, missing: str = "–") -> str:
+    """The one leaderboard cell formatter: `mean [low, high]` of a metric, `(±fold sd)` with `spread`.
+
+    Used by the reports, the reprs and the command line alike, so a number reads the same everywhere.
+    """
     mean = row.get(f"{metric}_mean")
     if mean is None or mean != mean:
-        return "–"
+        return missing
+    text = num(mean)
     low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
-    return num(mean) + (f" [{num(low)}, {num(high)}]" if low is not None and high is not None else "")
+    if low is not None and high is not None:
+        text += f" [{num(low)}, {num(high)}]"
+    if spread and row.get(f"{metric}_fold_std") is not None:
+        text += f" (±{num(row[f'{metric}_fold_std'])})"
+    return text
 
 
 # ------------------------------------------------------------------ feature version

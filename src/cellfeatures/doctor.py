@@ -16,9 +16,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cellfeatures.config import Config, load_config, packaged_config_path
-from cellfeatures.locate import find_project
-from cellfeatures.runtime import available_cores
+from cellfeatures._util.runtime import available_cores
+from cellfeatures.config.model import Config, load_config, packaged_config_path
+from cellfeatures.config.paths import find_project
 
 PACKAGES = ("polars", "pyarrow", "pandera", "caveclient", "scikit-learn", "pandas", "numpy", "joblib")
 DEFAULT_SERVER = "https://global.daf-apis.com"
@@ -83,10 +83,10 @@ def server_check(server: str, timeout: float = 3.0) -> Check:
 
 
 def run_checks(config_path: str | os.PathLike[str] | None = None, server: str | None = None) -> list[Check]:
-    from cellfeatures import PIPELINE_CODE_VERSION, __version__
-    from cellfeatures.config import default_config
-    from cellfeatures.sources.synthetic import default_cache_dir
-    from cellfeatures.store import FeatureStore
+    from cellfeatures._version import PIPELINE_CODE_VERSION, __version__
+    from cellfeatures.config.model import default_config
+    from cellfeatures.sources.synthetic.snapshot import default_cache_dir
+    from cellfeatures.store.store import FeatureStore
 
     checks = [Check("cellfeatures", "ok", f"{__version__} (pipeline code {PIPELINE_CODE_VERSION})")]
     versions = []

@@ -3,7 +3,12 @@
 CellFeaturesError            base of everything raised on purpose
 ├── ConfigError              a config file or value is wrong (names the key)
 ├── SourceError              a table cannot be read from a source
-│   └── TableNotFoundError   the source has no such table
+│   ├── TableNotFoundError   the source has no such table
+│   ├── CaveAuthError        the CAVE server refused the token
+│   └── IncompleteFetchError a fetch could not prove it got every row
+├── ExecutionError           the Dask engine cannot run the plan (scheduler, workers, scratch)
+├── LeakageError             a dataset's features would reveal its label
+├── ModelIntegrityError      a saved model does not match its sidecar (checksum, dataset, features)
 ├── SchemaError              collected data violates a pandera model (names table, column, rows)
 ├── IdentityError            nucleus_id <-> root_id bookkeeping is inconsistent
 └── StoreError               the feature store cannot build, find or load a version
@@ -74,3 +79,23 @@ class VersionNotFoundError(StoreError):
 
 class DamagedVersionError(StoreError):
     """A published version's manifest is unreadable, or its files differ from what the manifest records."""
+
+
+class ExecutionError(CellFeaturesError):
+    """The distributed engine cannot be used: scheduler unreachable, scratch unusable, dask missing."""
+
+
+class ModelIntegrityError(CellFeaturesError):
+    """A saved model does not match its sidecar (tampered file, or another dataset)."""
+
+
+class LeakageError(CellFeaturesError):
+    """The dataset's features would reveal its label."""
+
+
+class CaveAuthError(SourceError):
+    """The server rejected the token (or there is none)."""
+
+
+class IncompleteFetchError(SourceError):
+    """A fetch could not prove it has every row."""

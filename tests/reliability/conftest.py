@@ -15,7 +15,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
+from cellfeatures.sources.synthetic.cells import SyntheticSpec
+from cellfeatures.sources.synthetic.snapshot import write_synthetic_snapshot
 
 _OUTCOMES: Counter[tuple[str, str]] = Counter()
 

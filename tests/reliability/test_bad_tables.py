@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cellfeatures.checksums import file_sha256
+from cellfeatures._util.checksums import file_sha256
 from cellfeatures.cli import app
-from cellfeatures.store import FeatureStore
+from cellfeatures.store.store import FeatureStore
 from tests.reliability.conftest import EXTERNAL, PARTNER_LABELS, config_text
 
 NUCLEUS = "nucleus_detection_v0"

@@ -101,7 +101,7 @@ def test_synthetic_over_another_snapshot_is_refused(in_tmp: Path) -> None:
     ],
 )
 def test_a_bad_model_spec_says_what_is_wrong(spec: str, message: str) -> None:
-    from cellfeatures.cli import _load_estimator
+    from cellfeatures.benchmark.models import load_estimator as _load_estimator
     from cellfeatures.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
@@ -110,7 +110,7 @@ def test_a_bad_model_spec_says_what_is_wrong(spec: str, message: str) -> None:
 
 def test_a_version_typo_gets_did_you_mean(in_tmp: Path) -> None:
     from cellfeatures.errors import VersionNotFoundError
-    from cellfeatures.store import FeatureStore
+    from cellfeatures.store.store import FeatureStore
 
     store = FeatureStore(in_tmp / "features")
     (store.root / "abcdef0123456789").mkdir(parents=True)

@@ -26,9 +26,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cellfeatures.cli import app
-from cellfeatures.errors import ConfigError, SourceError, TableNotFoundError
-from cellfeatures.sources.cave import IncompleteFetchError, fetch_tables
-from cellfeatures.store import FeatureStore
+from cellfeatures.errors import ConfigError, IncompleteFetchError, SourceError, TableNotFoundError
+from cellfeatures.sources.cave.snapshotter import fetch_tables
+from cellfeatures.store.store import FeatureStore
 from tests.cave_server.server import CaveTestServer, ServerConfig
 from tests.reliability.conftest import config_text
 

@@ -12,12 +12,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cellfeatures.config import from_dict
-from cellfeatures.datasets import DatasetSpec, build_dataset
+from cellfeatures.config.model import from_dict
+from cellfeatures.datasets.build import build_dataset
+from cellfeatures.datasets.spec import DatasetSpec
+from cellfeatures.datasets.splits import SplitSpec
 from cellfeatures.errors import StoreError
 from cellfeatures.sources.sample import sample_data_dir
-from cellfeatures.splits import SplitSpec
-from cellfeatures.store import FeatureStore
+from cellfeatures.store.store import FeatureStore
 
 MANUAL = "allen_v1_column_types_slanted_ref"
 SWAP = {"23P": "4P", "4P": "23P"}

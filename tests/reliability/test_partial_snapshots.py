@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cellfeatures.cli import app
-from cellfeatures.store import FeatureStore
+from cellfeatures.store.store import FeatureStore
 from tests.reliability.conftest import config_text
 
 KEEP = {"nucleus_detection_v0", "synapses_pni_2", "aibs_metamodel_celltypes_v661"}
@@ -68,7 +68,7 @@ def test_the_stock_minnie65_config_builds_from_a_partial_snapshot(base_snapshot:
     which families it skipped."""
     import re
 
-    from cellfeatures.config import packaged_config_path
+    from cellfeatures.config.model import packaged_config_path
 
     snap = _partial(base_snapshot, tmp_path)
     stock = packaged_config_path("minnie65_public").read_text()

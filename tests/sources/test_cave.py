@@ -15,11 +15,13 @@ import pytest
 from typer.testing import CliRunner
 
 from cellfeatures.cli import app
-from cellfeatures.config import from_dict
-from cellfeatures.sources.cave import CaveAuthError, fetch_tables
+from cellfeatures.config.model import from_dict
+from cellfeatures.errors import CaveAuthError
+from cellfeatures.sources.cave.snapshotter import fetch_tables
 from cellfeatures.sources.snapshot import SnapshotSource
-from cellfeatures.sources.synthetic import SyntheticSpec, write_synthetic_snapshot
-from cellfeatures.store import FeatureStore
+from cellfeatures.sources.synthetic.cells import SyntheticSpec
+from cellfeatures.sources.synthetic.snapshot import write_synthetic_snapshot
+from cellfeatures.store.store import FeatureStore
 from tests.cave_server.server import CaveTestServer, ServerConfig
 from tests.conftest import CAVE_TOKEN as TOKEN
 
@@ -101,7 +103,7 @@ def test_a_killed_fetch_resumes_and_downloads_only_the_missing_chunks(big_table:
     with CaveTestServer(ServerConfig(snapshot=big_table, row_limit=1000)) as server:
         script = textwrap.dedent(f"""
             import os, signal
-            from cellfeatures.sources.cave import fetch_tables
+            from cellfeatures.sources.cave.client import fetch_tables
             def progress(table, done, total):
                 if done == 10:
                     os.kill(os.getpid(), signal.SIGKILL)   # die mid-fetch, no cleanup
@@ -172,8 +174,8 @@ def test_build_on_the_fetched_snapshot_equals_build_on_the_served_one(served_syn
         fetched = FeatureStore(tmp_path / "store_a").build(config)
     direct = from_dict({"source": {"kind": "snapshot", "path": str(served_synthetic)}, "features": BUILD_FEATURES})
     original = FeatureStore(tmp_path / "store_b").build(direct)
-    a = FeatureStore(tmp_path / "store_a").load(fetched.version)
-    b = FeatureStore(tmp_path / "store_b").load(original.version)
+    a = FeatureStore(tmp_path / "store_a").load(fetched.id)
+    b = FeatureStore(tmp_path / "store_b").load(original.id)
     assert a.equals(b), "bit-for-bit equal feature matrices"
     assert fetched.manifest["source"]["materialization_version"] == 1300
     assert fetched.manifest["source"]["timestamp"] == "2025-01-13T10:10:01.286229"

@@ -7,7 +7,7 @@ import json
 import polars as pl
 import pytest
 
-from cellfeatures.checksums import file_sha256, frame_checksum
+from cellfeatures._util.checksums import file_sha256, frame_checksum
 from cellfeatures.sources.sample import sample_data_dir
 from tests.conftest import REAL_DATA
 

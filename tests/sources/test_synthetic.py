@@ -6,7 +6,8 @@ from pathlib import Path
 
 import polars as pl
 
-from cellfeatures.sources.synthetic import SyntheticSource, SyntheticSpec, write_synthetic_snapshot
+from cellfeatures.sources.synthetic.cells import SyntheticSpec
+from cellfeatures.sources.synthetic.snapshot import SyntheticSource, write_synthetic_snapshot
 
 SPEC = SyntheticSpec(n_cells=400, n_synapses=60_000, seed=7, chunk_rows=25_000)
 

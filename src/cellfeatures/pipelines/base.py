@@ -45,7 +45,7 @@ class BuildContext:
     identity: pl.DataFrame
     used_tables: set[str] = field(default_factory=set)
     scratch: Path | None = None  # where a family may spill intermediate files (inside the build's temp dir)
-    engine: Any = None  # a distributed engine (cellfeatures.execution.DaskEngine) for the big plans, or None
+    engine: Any = None  # a distributed engine (cellfeatures.pipelines.execution.DaskEngine) for the big plans, or None
     tick: Any = None  # tick(what, done, total): progress of long steps, for a status line
 
     def scan(self, table: str) -> pl.LazyFrame:

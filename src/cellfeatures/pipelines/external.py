@@ -23,8 +23,8 @@ from typing import Any
 import polars as pl
 
 from cellfeatures.errors import ConfigError, SchemaError
-from cellfeatures.normalize import coerce_wire
 from cellfeatures.pipelines.base import BuildContext, FeatureSpec, with_family
+from cellfeatures.sources.normalize import coerce_wire
 from cellfeatures.sources.snapshot import read_table_file
 
 FAMILY = "external"

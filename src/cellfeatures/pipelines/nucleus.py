@@ -13,9 +13,9 @@ import numpy as np
 import polars as pl
 
 from cellfeatures.errors import ConfigError, SchemaError
-from cellfeatures.normalize import canonical_nucleus
 from cellfeatures.pipelines.base import IDENTITY_TABLE, BuildContext, FeatureSpec, option, with_family
 from cellfeatures.schemas import WIRE_MODELS, validate
+from cellfeatures.sources.normalize import canonical_nucleus
 
 FAMILY = "nucleus"
 PIA_Y_OFFSET_UM = 302.0  # y of pia in the minnie65 frame, for the y_offset fallback

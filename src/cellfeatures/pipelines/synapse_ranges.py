@@ -6,7 +6,7 @@ each direction by cell root and write one Arrow IPC file whose record batch `2 *
 that bucket's run (a bucket is a block of consecutive cell roots). Phase 2, one unit per bucket: its
 runs from every range file, concatenated, sorted (cheap: already sorted runs) and aggregated with
 synapses.record_aggregates. The local engine runs the units in this process, overlapping reads and
-writes with threads; the Dask engine runs each unit as a task (cellfeatures.execution). Both call the
+writes with threads; the Dask engine runs each unit as a task (cellfeatures.pipelines.execution). Both call the
 same functions on the same ranges and buckets and concatenate the parts in the same order, so their
 matrices are bit-for-bit identical (tested).
 
@@ -30,8 +30,15 @@ import pyarrow as pa
 import pyarrow.ipc  # makes pa.ipc available
 
 from cellfeatures.errors import SchemaError
-from cellfeatures.normalize import NO_TAG, TAG_CODES, UNKNOWN_TAG, canonical_synapse_tags, canonical_synapses
-from cellfeatures.pipelines.synapses import DIRECTIONS, RootSets, clean_synapses, direction_records, record_aggregates
+from cellfeatures.pipelines.synapse_records import (
+    DIRECTIONS,
+    RootSets,
+    clean_synapses,
+    direction_records,
+    record_aggregates,
+    refuse_unknown_tags,
+)
+from cellfeatures.sources.normalize import NO_TAG, canonical_synapse_tags, canonical_synapses
 
 DENSE_TAG_SPAN = 2**28  # ids per range up to which tags are looked up in a dense byte array (256 MiB)
 
@@ -283,14 +290,3 @@ def with_tag_codes(synapses: pl.LazyFrame, tags: pl.DataFrame, table: str, lo: i
         raise SchemaError(table, f"- column 'target_id' is not unique: duplicated synapse ids, e.g. {dupes}")
     coded = tags.lazy().select("synapse_id", "tag_code")
     return synapses.join(coded, on="synapse_id", how="left").with_columns(pl.col("tag_code").fill_null(NO_TAG))
-
-
-def refuse_unknown_tags(tags: pl.DataFrame, table: str) -> None:
-    """A tag other than spine/shaft/soma would silently count as untagged: name its rows instead."""
-    unknown = tags.filter(pl.col("tag_code") == UNKNOWN_TAG)
-    if unknown.height:
-        ids = unknown.get_column("synapse_id").head(5).to_list()
-        raise SchemaError(
-            table,
-            f"- column 'tag': {unknown.height} value(s) other than {', '.join(TAG_CODES)}, at target_id e.g. {ids}",
-        )

@@ -24,36 +24,40 @@ run here or as Dask tasks;
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from cellfeatures.errors import ConfigError
-from cellfeatures.normalize import (
-    NO_TAG,
-    TAG_CODES,
-    UNKNOWN_TAG,
-    canonical_cell_types,
-    canonical_synapse_tags,
-    canonical_synapses,
-)
 from cellfeatures.pipelines.base import (
     IDENTITY_TABLE,
     BuildContext,
     FeatureSpec,
     option,
-    stable_mean,
     with_family,
 )
+from cellfeatures.pipelines.synapse_records import (
+    DIRECTIONS,
+    TAGS,
+    RootSets,
+    clean_synapses,
+    direction_records,
+    record_aggregates,
+    root_sets,
+)
 from cellfeatures.schemas import WIRE_MODELS, validate
+from cellfeatures.sources.normalize import (
+    NO_TAG,
+    UNKNOWN_TAG,
+    canonical_cell_types,
+    canonical_synapse_tags,
+    canonical_synapses,
+)
 from cellfeatures.vocab import EXC, INH, check_spellings, harmonise_expr
 
 FAMILY = "synapses"
 PARTNER_CLASS = pl.Enum([EXC, INH])
-DIRECTIONS = {"in": ("post_root_id", "pre_root_id"), "out": ("pre_root_id", "post_root_id")}
-TAGS = ("spine", "shaft", "soma")
 
 
 def _direction_specs(d: str, with_tags: bool, with_partner_labels: bool, with_positions: bool) -> list[FeatureSpec]:
@@ -179,115 +183,6 @@ def partner_classes(labels: pl.LazyFrame, identity: pl.DataFrame) -> pl.LazyFram
     )
 
 
-def clean_synapses(synapses: pl.LazyFrame) -> pl.LazyFrame:
-    """Drop autapses and synapses with root id 0 on either side."""
-    return synapses.filter(
-        (pl.col("pre_root_id") != pl.col("post_root_id")) & (pl.col("pre_root_id") != 0) & (pl.col("post_root_id") != 0)
-    )
-
-
-# A synapse record: one row per (synapse, attributable cell on one side) and direction: the cell's own
-# `root` (an attributable root carries exactly one nucleus, so it names the cell), the `partner` root, the
-# size, and one `flags` byte packing what is known of the partner and the target: bit 0 partner has a
-# nucleus, bits 1-2 partner class (0 none, 1 excitatory, 2 inhibitory), bits 3-4 tag (0 none, 1 spine,
-# 2 shaft, 3 soma). Every flag comes from a hash-set membership test (`is_in`), about ten times cheaper than
-# a join per synapse side (measured 0.015 s against 0.12 s for 3.4M synapses); records are 21 bytes with
-# Int32 sizes (plus the distance when positions are used).
-HAS_NUCLEUS, CLASS_SHIFT, TAG_SHIFT = 1, 1, 3
-CLASS_CODES = {EXC: 1, INH: 2}
-
-
-@dataclass(frozen=True)
-class RootSets:
-    """The roots the records need to know about, each sorted ascending."""
-
-    cells: pl.Series  # attributable cells
-    nucleus: pl.Series  # roots carrying at least one nucleus
-    exc: pl.Series  # roots of class-labelled partners, by class
-    inh: pl.Series
-
-
-def root_sets(cells: pl.DataFrame, nucleus_roots: pl.DataFrame, classes: pl.DataFrame | None) -> RootSets:
-    """RootSets from attributable cells, roots with a nucleus and partner classes (root_id, partner_class)."""
-
-    def roots(frame: pl.DataFrame) -> pl.Series:
-        return frame.get_column("root_id").unique().sort()
-
-    def of_class(klass: str) -> pl.Series:
-        if classes is None:
-            return pl.Series("root_id", [], dtype=pl.Int64)
-        return roots(classes.filter(pl.col("partner_class") == klass))
-
-    return RootSets(cells=roots(cells), nucleus=roots(nucleus_roots), exc=of_class(EXC), inh=of_class(INH))
-
-
-def direction_records(
-    syn: pl.LazyFrame, roots: RootSets, d: str, with_tags: bool, positions: pl.LazyFrame | None
-) -> pl.LazyFrame:
-    """Records (root, partner, size_vx, flags [, dist_um]) of direction d from synapses (with tag_code).
-
-    positions: root_id -> pos_*_nm of the cells, to add each synapse's distance from its cell's nucleus.
-    Both execution strategies build exactly these records and aggregate them with the same expressions,
-    so their results are identical.
-    """
-    own, other = DIRECTIONS[d]
-    partner = pl.col(other)
-    flags = (
-        partner.is_in(roots.nucleus.implode()).cast(pl.UInt8) * HAS_NUCLEUS
-        + partner.is_in(roots.exc.implode()).cast(pl.UInt8) * (CLASS_CODES[EXC] * 2**CLASS_SHIFT)
-        + partner.is_in(roots.inh.implode()).cast(pl.UInt8) * (CLASS_CODES[INH] * 2**CLASS_SHIFT)
-    )
-    if with_tags:
-        flags = flags + pl.col("tag_code") * 2**TAG_SHIFT
-    columns: list[pl.Expr] = [
-        pl.col(own).alias("root"),
-        partner.alias("partner"),
-        pl.col("size_vx"),
-        flags.cast(pl.UInt8).alias("flags"),
-    ]
-    if positions is None:
-        return syn.filter(pl.col(own).is_in(roots.cells.implode())).select(columns)
-    # Polars fuses multiply-add chains into FMAs in some plans and not in others, which moves the last bit
-    # of a distance depending on the execution strategy. A horizontal sum avoids the main chain, and
-    # rounding each distance to 1e-6 um (a picometre, far below the 4 nm voxel) makes the features
-    # identical whichever plan computed them.
-    dx, dy, dz = (pl.col(f"ctr_{a}_nm") - pl.col(f"pos_{a}_nm") for a in "xyz")
-    return syn.join(positions, left_on=own, right_on="root_id", how="inner").select(
-        *columns,
-        # plain sums: a missing coordinate gives no distance (sum_horizontal would read it as a zero offset)
-        ((dx * dx + dy * dy + dz * dz).sqrt() / 1000.0).round(6).alias("dist_um"),
-    )
-
-
-def record_aggregates(with_tags: bool, with_labels: bool, with_positions: bool) -> list[pl.Expr]:
-    """Per-(root, direction) aggregations of records: named like the features without prefix, or `_x` helpers."""
-    flags = pl.col("flags")
-    tag = flags // 2**TAG_SHIFT
-    klass = flags // 2**CLASS_SHIFT % 4
-    aggs: list[pl.Expr] = [
-        pl.len().cast(pl.Int64).alias("count"),
-        pl.col("size_vx").count().cast(pl.Int64).alias("_sized"),  # non-null sizes: the mean's denominator
-        pl.col("size_vx").cast(pl.Float64).median().alias("size_median_vx"),
-        pl.col("size_vx").cast(pl.Int64).sum().alias("size_sum_vx"),
-        pl.col("partner").n_unique().cast(pl.Int64).alias("partners"),
-        pl.col("partner").filter(flags % 2 == HAS_NUCLEUS).n_unique().cast(pl.Int64).alias("_partners_nuc"),
-    ]
-    # tagged and labelled counts are the sums of these (one aggregation less each)
-    if with_tags:
-        aggs += [(tag == TAG_CODES[t]).sum().cast(pl.Int64).alias(f"_{t}") for t in TAGS]
-    if with_labels:
-        aggs += [
-            (klass == CLASS_CODES[EXC]).sum().cast(pl.Int64).alias("_exc"),
-            (klass == CLASS_CODES[INH]).sum().cast(pl.Int64).alias("_inh"),
-        ]
-    if with_positions:
-        aggs += [
-            stable_mean(pl.col("dist_um")).alias("soma_dist_mean_um"),
-            pl.col("dist_um").quantile(0.9, interpolation="linear").alias("soma_dist_p90_um"),
-        ]
-    return aggs
-
-
 def direction_features(
     aggregated: pl.LazyFrame, cells: pl.LazyFrame, d: str, with_tags: bool, with_labels: bool, with_positions: bool
 ) -> pl.LazyFrame:
@@ -360,7 +255,7 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
         aggregated = _two_phase(ctx, cfg, raw_syn, syn, tags, syn_table, tag_table, roots, positions, flags, rows)
     else:
         if tags is not None:
-            from cellfeatures.pipelines.synapse_ranges import refuse_unknown_tags
+            from cellfeatures.pipelines.synapse_records import refuse_unknown_tags
 
             refuse_unknown_tags(tags.filter(pl.col("tag_code") == UNKNOWN_TAG).collect(), tag_table)
             syn = syn.join(tags, on="synapse_id", how="left").with_columns(pl.col("tag_code").fill_null(NO_TAG))
@@ -434,7 +329,7 @@ def _two_phase(
         bucket_starts=sr.bucket_starts_of(roots.cells, buckets),
     )
     ranges = sr.plan_ranges(lo, hi, rows, range_rows)
-    if ctx.engine is not None:  # a Dask cluster (cellfeatures.execution): same units, as tasks
+    if ctx.engine is not None:  # a Dask cluster (cellfeatures.pipelines.execution): same units, as tasks
         return ctx.engine.run_two_phase(plan, ranges).lazy()
     with tempfile.TemporaryDirectory(dir=ctx.scratch) as scratch:
         return sr.run_local(syn, tags, plan, ranges, Path(scratch), ctx.tick).lazy()

@@ -33,7 +33,8 @@ def make_source(
             position_resolution_nm=tuple(resolution) if resolution else None,
         )
     if kind == "synthetic":
-        from cellfeatures.sources.synthetic import SyntheticSource, SyntheticSpec
+        from cellfeatures.sources.synthetic.cells import SyntheticSpec
+        from cellfeatures.sources.synthetic.snapshot import SyntheticSource
 
         params = {k: v for k, v in cfg.items() if k not in ("kind", "cache_dir")}
         try:
@@ -42,7 +43,7 @@ def make_source(
             raise ConfigError(f"[source] synthetic: {exc}") from exc
         return SyntheticSource(spec, cache_dir=cfg.get("cache_dir"))
     if kind == "cave":
-        from cellfeatures.sources.cave import CaveSource  # the only module importing caveclient
+        from cellfeatures.sources.cave.snapshotter import CaveSource
 
         return CaveSource.from_config(cfg, tables or [])
     raise ConfigError(f"[source] unknown kind {kind!r}")

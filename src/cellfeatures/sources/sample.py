@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from cellfeatures.atomic import publish_directory
+from cellfeatures._util.atomic import publish_directory
 from cellfeatures.sources.snapshot import SnapshotSource
-from cellfeatures.sources.synthetic import GENERATOR_VERSION, SyntheticSpec, default_cache_dir, write_tables
+from cellfeatures.sources.synthetic.cells import GENERATOR_VERSION, SyntheticSpec
+from cellfeatures.sources.synthetic.snapshot import default_cache_dir, write_tables
 from cellfeatures.vocab import harmonise_expr
 
 # The real synapses of this root are shipped; it gets no synthetic ones.

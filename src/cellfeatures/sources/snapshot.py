@@ -19,10 +19,10 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from cellfeatures.checksums import cached_sha256
+from cellfeatures._util.checksums import cached_sha256
 from cellfeatures.errors import SourceError, TableNotFoundError, one_line
-from cellfeatures.normalize import coerce_wire
 from cellfeatures.sources.base import Source, TableInfo, TablePart, least_real
+from cellfeatures.sources.normalize import coerce_wire
 
 SUFFIXES = (".csv.gz", ".parquet", ".feather", ".arrow", ".ipc", ".csv")
 

@@ -1,0 +1,211 @@
+"""One leaderboard entry (EntryResult) from trained fits: pooled metrics per seed, per-fold spread, every
+prediction, bootstrap intervals over spatial blocks, permutation importances."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from cellfeatures.benchmark.evaluate import Evaluator, headline_metrics
+from cellfeatures.benchmark.fits import FitTask
+from cellfeatures.benchmark.models import DEPTH_FEATURE, EXTERNAL
+from cellfeatures.datasets.dataset import Dataset
+from cellfeatures.datasets.selection import LAYER_FEATURES
+
+MIN_HEADLINE_COVERAGE = 0.5  # a prediction table covering fewer test cells is listed, not headlined
+
+
+@dataclass
+class EntryResult:
+    """One leaderboard entry: pooled metrics per seed, per-fold metrics, every prediction, intervals."""
+
+    entry: str
+    kind: str
+    seeds: list[int]
+    per_seed: list[dict[str, Any]]  # pooled cross-validated metrics per seed (Evaluator output + seed)
+    per_fold: list[dict[str, Any]]  # {seed, fold, n, accuracy, ...}
+    origins: list[str]
+    predictions: pl.DataFrame  # seed, fold, nucleus_id, y_true, y_pred, p_<class>...
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # of the seed mean, bootstrap 95%
+    coverage: float | None = None
+    covered: dict[str, Any] | None = None  # accuracy on the covered cells + paired test vs the best model
+    locked: dict[str, Any] | None = None  # metrics on the locked test set
+    importances: list[dict[str, Any]] = field(default_factory=list)
+    source: str = ""  # a prediction file's SHA-256, a table name
+
+    def summary(self, metric: str) -> dict[str, float]:
+        """mean over seeds, std over seeds, std over all (seed, fold) pairs, and the bootstrap interval."""
+        seeds = np.array([m.get(metric, np.nan) for m in self.per_seed], dtype=float)
+        folds = np.array([m.get(metric, np.nan) for m in self.per_fold], dtype=float)
+        lo, hi = self.intervals.get(metric, (float("nan"), float("nan")))
+        finite = folds[np.isfinite(folds)]
+        return {
+            "mean": float(np.nanmean(seeds)) if np.isfinite(seeds).any() else float("nan"),
+            "seed_std": float(np.nanstd(seeds)) if np.isfinite(seeds).any() else float("nan"),
+            "fold_std": float(finite.std(ddof=1)) if len(finite) > 1 else float("nan"),
+            "ci_low": lo,
+            "ci_high": hi,
+        }
+
+    @property
+    def headline(self) -> bool:
+        """No synthetic feature, not an external file (its training data is unknown), and (for prediction
+        tables) enough coverage to speak for the test cells."""
+        if "synthetic" in self.origins or self.kind == EXTERNAL:
+            return False
+        return self.coverage is None or self.coverage >= MIN_HEADLINE_COVERAGE
+
+
+def _blocks(ds: Dataset) -> dict[int, int]:
+    if "block" not in ds.splits.columns:
+        return {}
+    return dict(zip(ds.splits["nucleus_id"].to_list(), ds.splits["block"].to_list(), strict=True))
+
+
+def _intervals(
+    datasets: dict[int, Dataset], predictions: pl.DataFrame, classes: list[str]
+) -> dict[str, tuple[float, float]]:
+    """95% bootstrap intervals of the seed-averaged pooled metrics (the numbers the leaderboard reports).
+
+    Each replicate resamples the spatial blocks of every seed's split independently (cells when the
+    split has no blocks) and averages the seeds' metrics, so the interval describes the same quantity as
+    the mean beside it.
+    """
+    from cellfeatures.benchmark.stats import bootstrap_replicates, percentile_interval
+
+    per_seed = []
+    for seed, ds in datasets.items():
+        part = predictions.filter(pl.col("seed") == seed)
+        if not part.height:
+            continue
+        blocks = _blocks(ds)
+        groups = np.array([blocks.get(n, -1) for n in part["nucleus_id"].to_list()])
+        use_groups = groups if blocks and (groups >= 0).all() else None
+        y_pred = np.array([None if p == "<none>" else p for p in part["y_pred"].to_list()], dtype=object)
+        per_seed.append(bootstrap_replicates(part["y_true"].to_numpy(), y_pred, classes, use_groups, seed=seed))
+    if not per_seed:
+        return {}
+    return {m: percentile_interval(np.mean([r[m] for r in per_seed], axis=0)) for m in per_seed[0]}
+
+
+def _prediction_frame(
+    seed: int,
+    fold: int | str,
+    ids: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: Any,
+    proba: np.ndarray | None,
+    classes: list[str],
+) -> pl.DataFrame:
+    columns: dict[str, Any] = {
+        "seed": np.full(len(ids), seed, dtype=np.int64),
+        "fold": [str(fold)] * len(ids),
+        "nucleus_id": np.asarray(ids, dtype=np.int64),
+        "y_true": np.asarray(y_true).astype(str),
+        "y_pred": ["<none>" if v is None else str(v) for v in y_pred],
+    }
+    if proba is not None and proba.shape[1] == len(classes):
+        for j, c in enumerate(classes):
+            columns[f"p_{c}"] = proba[:, j]
+    return pl.DataFrame(columns)
+
+
+def _entry_origins(first: Dataset, model: Any) -> list[str]:
+    origins = first.card["feature_origins"]
+    if model == "majority":
+        return []
+    if model in ("depth_only", "depth_only_unweighted"):
+        return [origins[DEPTH_FEATURE]]
+    if model == "hist_gradient_boosting_no_layer":
+        return sorted({o for f, o in origins.items() if f not in LAYER_FEATURES})
+    return sorted(set(origins.values()))
+
+
+def trained_tasks(datasets: dict[int, Dataset], name: str, model: Any) -> list[FitTask]:
+    """One FitTask per (seed, fold), plus one for the locked test set of the first seed's dataset."""
+    first = next(iter(datasets.values()))
+    classes = Evaluator(first).classes
+    tasks = []
+    for seed, ds in datasets.items():
+        for k in range(len(ds.folds)):
+            x_train, y_train, names = ds.xy(k, "train")
+            x_test, y_test, _ = ds.xy(k, "test")
+            if len(y_test):
+                keep = name == "hist_gradient_boosting" and seed == next(iter(datasets)) and k == 0
+                tasks.append(FitTask((name, seed, k), model, names, seed, x_train, y_train, x_test, classes, keep))
+    if first.has_locked:
+        x_train, y_train, names = first.xy("locked", "train")
+        x_test, _y, _ = first.xy("locked", "test")
+        seed = next(iter(datasets))
+        tasks.append(FitTask((name, seed, "locked"), model, names, seed, x_train, y_train, x_test, classes))
+    return tasks
+
+
+def collect_trained(
+    datasets: dict[int, Dataset], name: str, model: Any, kind: str, fits: dict[Any, Any]
+) -> EntryResult:
+    """An EntryResult from the fits of one model (see trained_tasks)."""
+    first = next(iter(datasets.values()))
+    evaluator = Evaluator(first)
+    classes = evaluator.classes
+    per_seed, per_fold, frames, importances = [], [], [], []
+    for seed, ds in datasets.items():
+        truth, preds, probas = [], [], []
+        for k in range(len(ds.folds)):
+            if (name, seed, k) not in fits:
+                continue
+            pred, proba, fitted = fits[(name, seed, k)]
+            test = ds.fold(k)[1]
+            y_test = test[ds.label].to_numpy()
+            has_proba = proba.shape[1] == len(classes)
+            metrics = evaluator.eval(y_test, pred, proba if has_proba else None)
+            per_fold.append({"seed": seed, "fold": k, **headline_metrics(metrics)})
+            truth.append(y_test)
+            preds.append(pred)
+            probas.append(proba if has_proba else None)
+            frames.append(_prediction_frame(seed, k, test["nucleus_id"].to_numpy(), y_test, pred, proba, classes))
+            if fitted is not None:
+                x_test, _y, names = ds.xy(k, "test")
+                importances = permutation_importances(fitted, x_test, y_test, names, seed)
+        complete = [p for p in probas if p is not None]
+        pooled_proba: np.ndarray | None = np.concatenate(complete) if probas and len(complete) == len(probas) else None
+        per_seed.append({"seed": seed, **evaluator.eval(np.concatenate(truth), np.concatenate(preds), pooled_proba)})
+    predictions = pl.concat(frames, how="diagonal_relaxed")
+    locked = None
+    if (name, next(iter(datasets)), "locked") in fits:
+        pred, proba, _ = fits[(name, next(iter(datasets)), "locked")]
+        test = first.fold("locked")[1]
+        locked = {"n": test.height, **headline_metrics(evaluator.eval(test[first.label].to_numpy(), pred))}
+    return EntryResult(
+        name,
+        kind,
+        list(datasets),
+        per_seed,
+        per_fold,
+        _entry_origins(first, model),
+        predictions,
+        intervals=_intervals(datasets, predictions, classes),
+        locked=locked,
+        importances=importances,
+    )
+
+
+def permutation_importances(
+    model: Any, x: np.ndarray, y: np.ndarray, names: list[str], seed: int
+) -> list[dict[str, Any]]:
+    """Permutation importance on the test split (balanced accuracy drop), most important first."""
+    from sklearn.inspection import permutation_importance
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        result = permutation_importance(
+            model, x, y, n_repeats=5, random_state=seed, scoring="balanced_accuracy", n_jobs=1
+        )
+    rows = [
+        {"feature": n, "mean": float(m), "std": float(s)}
+        for n, m, s in zip(names, result.importances_mean, result.importances_std, strict=True)
+    ]
+    return sorted(rows, key=lambda r: -r["mean"])

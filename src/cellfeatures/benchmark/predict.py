@@ -1,0 +1,194 @@
+"""Predict every cell: fit on all labelled cells of a dataset, write a CAVE-style cell-type table + model card.
+
+Which cells: every cell of the dataset's feature version that passes the dataset's filters that do not
+need a label (`attributable`, `proofread_*`). The `neurons` filter needs the label's class, so
+unlabelled cells cannot be filtered by it: they are all predicted, and the card says so.
+
+The table follows a CAVE reference cell-type table (id, valid, target_id = nucleus id, pt_root_id of
+the feature version's materialization, classification_system, cell_type), plus the harmonised class /
+subclass / type, `p_<class>` per class, `max_p`, `out_of_range` (a feature value outside the training
+range: the prediction is an extrapolation) and `labelled` (the cell was a training cell). Because it is a
+cell-type table, `cellfeatures labels early_model <file>` compares it with the existing model tables.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandera.polars as pa
+import polars as pl
+
+from cellfeatures._util.atomic import publish_directory
+from cellfeatures.datasets.selection import proofread_expr
+from cellfeatures.errors import ConfigError
+from cellfeatures.identity import attributable_expr
+from cellfeatures.schemas import validate
+from cellfeatures.vocab import LEVELS, harmonise_expr
+
+
+class PredictionTable(pa.DataFrameModel):
+    """What `cellfeatures predict` writes: one row per predicted cell."""
+
+    id: int = pa.Field(unique=True, ge=1)
+    valid: bool
+    target_id: int = pa.Field(unique=True)
+    pt_root_id: int = pa.Field(ge=0)
+    classification_system: str
+    cell_type: str
+    max_p: float = pa.Field(ge=0, le=1)
+    out_of_range: bool
+    labelled: bool
+
+    class Config:
+        strict = False
+        coerce = True
+
+
+def cells_to_predict(store: Any, dataset: Any) -> tuple[pl.DataFrame, list[str]]:
+    """The feature matrix rows passing the dataset's label-free filters, and notes on what was applied."""
+    version = dataset.card["feature_version"]
+    matrix = store.load(version)
+    notes = []
+    for name in dataset.card["spec"]["filters"]:
+        if name == "attributable":
+            matrix = matrix.filter(attributable_expr())
+        elif name in ("proofread_dendrite", "proofread_axon"):
+            matrix = matrix.filter(proofread_expr(name, matrix.columns, version))
+        elif name == "neurons":
+            notes.append("the `neurons` filter needs a label: unlabelled cells of every class are predicted")
+    return matrix, notes
+
+
+def predict_cells(store: Any, dataset: Any, model: Any, model_name: str) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Fit `model` (a name of baselines.TRAINED_MODELS or an estimator) on all labelled cells; predict all."""
+    from sklearn.base import clone
+    from threadpoolctl import threadpool_limits
+
+    from cellfeatures.benchmark.models import make_model
+    from cellfeatures.benchmark.run import TRAINED_MODELS
+
+    x_train, y_train, names = dataset.xy()
+    if isinstance(model, str):
+        if model not in TRAINED_MODELS:
+            raise ConfigError(f"unknown model {model!r}; known: {', '.join(TRAINED_MODELS)}")
+        estimator = make_model(model, names, seed=0)
+    else:
+        estimator = clone(model)
+    cells, notes = cells_to_predict(store, dataset)
+    x_all, _ = dataset.design(cells)
+    with threadpool_limits(limits=1):
+        estimator.fit(x_train, y_train)
+        proba = estimator.predict_proba(x_all)
+    classes = [str(c) for c in estimator.classes_]
+    lo, hi = np.nanmin(x_train, axis=0), np.nanmax(x_train, axis=0)
+    outside = ((x_all < lo) | (x_all > hi)) & ~np.isnan(x_all)
+    level = dataset.card["label"]["level"]
+    pred = np.array(classes, dtype=object)[proba.argmax(axis=1)]
+    labelled = cells["nucleus_id"].is_in(dataset.data["nucleus_id"].implode())
+    system = f"cellfeatures_{model_name}_{level}"
+    table = pl.DataFrame(
+        {
+            "id": np.arange(1, cells.height + 1),
+            "valid": np.ones(cells.height, dtype=bool),
+            "target_id": cells["nucleus_id"],
+            "pt_root_id": cells["root_id"],
+            "classification_system": [system] * cells.height,
+            "cell_type": pred.astype(str),
+            **{f"p_{c}": proba[:, j] for j, c in enumerate(classes)},
+            "max_p": proba.max(axis=1),
+            "out_of_range": outside.any(axis=1),
+            "labelled": labelled,
+        }
+    )
+    if level in LEVELS:
+        table = table.with_columns(*(harmonise_expr(pl.col("cell_type"), lv).alias(lv) for lv in LEVELS))
+    table = validate(table, PredictionTable, f"predictions of {model_name}")
+    info = {
+        "model": model_name,
+        "classification_system": system,
+        "cells_predicted": table.height,
+        "cells_labelled": int(table["labelled"].sum()),
+        "out_of_range": int(table["out_of_range"].sum()),
+        "classes": classes,
+        "notes": notes,
+        "features": names,
+    }
+    return table, info
+
+
+def model_card(dataset: Any, info: dict[str, Any], report: Path | None) -> dict[str, Any]:
+    """Feature version, dataset, CV scores with intervals, calibration and known confusions (from the report)."""
+    card: dict[str, Any] = {
+        **info,
+        "dataset": dataset.card["name"],
+        "dataset_id": dataset.id,
+        "feature_version": dataset.card["feature_version"],
+        "source": dataset.card["source"],
+        "label": dataset.card["label"]["column"],
+        "leakage_risks": dataset.card["leakage_risks"],
+    }
+    if report is None or not (report / "leaderboard.csv").exists():
+        card["cross_validation"] = "no baseline report for this dataset yet: run `cellfeatures baseline` first"
+        return card
+    board = pl.read_csv(report / "leaderboard.csv").filter(
+        (pl.col("dataset_id") == dataset.id) & (pl.col("entry") == info["model"])
+    )
+    if board.height:
+        row = board.row(0, named=True)
+        card["cross_validation"] = {
+            k: row[k] for k in row if k.split("_")[0] in ("accuracy", "balanced", "macro", "ece", "locked")
+        }
+    preds = pl.read_parquet(report / "predictions.parquet").filter(
+        (pl.col("dataset_id") == dataset.id) & (pl.col("entry") == info["model"])
+    )
+    if preds.height:
+        first = preds.filter(pl.col("seed") == preds["seed"].min())
+        wrong = first.filter(pl.col("y_true") != pl.col("y_pred")).group_by("y_true", "y_pred").len()
+        card["known_confusions"] = [
+            {"true": t, "predicted": p, "cells": n} for t, p, n in wrong.sort("len", descending=True).head(8).rows()
+        ]
+    card["report"] = str(report)
+    return card
+
+
+def render_model_card(card: dict[str, Any]) -> str:
+    lines = [
+        f"# Model card: {card['model']} on `{card['dataset']}` ({card['dataset_id']})",
+        "",
+        f"- feature version `{card['feature_version']}`; label `{card['label']}`; features: {len(card['features'])}",
+        f"- cells predicted: {card['cells_predicted']:,} (of them training cells: {card['cells_labelled']:,}); "
+        f"with a feature outside the training range: {card['out_of_range']:,}",
+        *[f"- note: {n}" for n in card["notes"]],
+        "",
+        "## Cross-validated scores",
+        "",
+    ]
+    cv = card.get("cross_validation")
+    if isinstance(cv, dict):
+        lines += [f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in cv.items()]
+    else:
+        lines.append(f"- {cv}")
+    if card.get("known_confusions"):
+        lines += ["", "## Known confusions (first seed, cross-validated)", ""]
+        lines += [f"- {c['true']} predicted as {c['predicted']}: {c['cells']} cells" for c in card["known_confusions"]]
+    lines += ["", "## Leakage risks of the training dataset", "", *[f"- {r}" for r in card["leakage_risks"]]]
+    return "\n".join(lines) + "\n"
+
+
+def write_predictions(store: Any, dataset: Any, model: Any, model_name: str, report: Path | None = None) -> Path:
+    """Predict every cell and publish `<dataset>/predictions/<model>/` atomically; returns the table's path."""
+    table, info = predict_cells(store, dataset, model, model_name)
+    card = model_card(dataset, info, report)
+    name = info["classification_system"]
+    final = dataset.path / "predictions" / model_name
+
+    def write(tmp: Path) -> None:
+        table.write_parquet(tmp / f"{name}.parquet", compression="zstd")
+        (tmp / "model_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+        (tmp / "MODEL_CARD.md").write_text(render_model_card(card))
+
+    publish_directory(final, write, ready="model_card.json")  # same dataset + model: the same table, kept
+    return final / f"{name}.parquet"

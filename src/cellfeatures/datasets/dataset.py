@@ -1,0 +1,171 @@
+"""Model-ready datasets: a feature version + a label column + filters + a split + a seed, written once.
+
+    datasets/<name>/<dataset_id>/data.parquet    nucleus_id, root_id, the label, the features
+    datasets/<name>/<dataset_id>/splits.parquet  nucleus_id, fold_0..fold_k-1 roles (train/test/buffer)
+    datasets/<name>/<dataset_id>/card.json       everything needed to reproduce and judge it
+    datasets/<name>/<dataset_id>/CARD.md         the same for people
+
+The id is a content hash of (feature version, spec), so the same spec and seed give the same files, and
+building again is a no-op. A dataset refuses features that leak the label: label columns, and features
+computed from the label's own tables (e.g. partner composition from the same model table, or a model's
+own prediction column), unless the spec names them in `allow_leaky`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from cellfeatures import display
+from cellfeatures._util.atomic import write_file_atomically
+from cellfeatures.config.model import datasets_root
+from cellfeatures.datasets.layout import find_dataset_path
+from cellfeatures.datasets.spec import EXPORT_FORMATS
+from cellfeatures.datasets.splits import fold_names
+from cellfeatures.errors import ConfigError
+
+
+@dataclass
+class Dataset:
+    """A built dataset on disk. Its files never change once published, so each is read once.
+
+    Example (on the sample)::
+
+        >>> ds = cf.Dataset.load("column_types")
+        >>> x, y, names = ds.xy(0, "train")
+        >>> x.shape[1] == len(names) and len(y) == x.shape[0]
+        True
+        >>> sorted(ds.frame()["fold_0"].unique())
+        ['buffer', 'locked', 'test', 'train']
+    """
+
+    path: Path
+
+    @classmethod
+    def load(cls, name: str, root: str | os.PathLike[str] | None = None) -> Dataset:
+        """A dataset by name (the most recently built), `<name>/<id>`, id prefix or path.
+
+        Without `root`, the datasets root of the project's config (found from the working directory up).
+        """
+        return find_dataset(name, datasets_root(root))
+
+    def __repr__(self) -> str:
+        return display.dataset_text(self.card, self.path)
+
+    def _repr_html_(self) -> str:
+        return display.dataset_html(self.card, self.path)
+
+    @cached_property
+    def card(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.path / "card.json").read_text())
+        return data
+
+    @property
+    def id(self) -> str:
+        return str(self.card["dataset_id"])
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.card["features"])
+
+    @property
+    def label(self) -> str:
+        return str(self.card["label"]["column"])
+
+    @cached_property
+    def data(self) -> pl.DataFrame:
+        return pl.read_parquet(self.path / "data.parquet")
+
+    @cached_property
+    def splits(self) -> pl.DataFrame:
+        return pl.read_parquet(self.path / "splits.parquet")
+
+    @property
+    def folds(self) -> list[str]:
+        return fold_names(self.splits)
+
+    @cached_property
+    def _frame(self) -> pl.DataFrame:
+        return self.data.join(self.splits, on="nucleus_id", how="left")
+
+    def frame(self) -> pl.DataFrame:
+        """Data with the split roles joined (one column per fold)."""
+        return self._frame
+
+    @property
+    def has_locked(self) -> bool:
+        """True when the split holds a locked test set (see splits.py)."""
+        return "locked" in self.splits.columns and bool((self.splits["locked"] == "test").any())
+
+    def fold(self, k: int | str = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(train, test) frames of fold k, or of the locked evaluation (k="locked"); buffer cells are in neither."""
+        f = self.frame()
+        role = pl.col(k if isinstance(k, str) else f"fold_{k}")
+        return f.filter(role == "train"), f.filter(role == "test")
+
+    def design(self, frame: pl.DataFrame | None = None) -> tuple[np.ndarray, list[str]]:
+        """Numeric design matrix: floats and ints as is, booleans 0/1, strings one-hot (`name=value`); null -> NaN."""
+        frame = self.data if frame is None else frame
+        categories = self.card.get("categories", {})
+        columns, names = [], []
+        for name in self.features:
+            col = frame[name]
+            if col.dtype == pl.String:
+                for value in categories.get(name, []):
+                    columns.append((col == value).cast(pl.Float64).fill_null(float("nan")).to_numpy())
+                    names.append(f"{name}={value}")
+            else:
+                columns.append(col.cast(pl.Float64).fill_null(float("nan")).to_numpy())
+                names.append(name)
+        return np.column_stack(columns) if columns else np.zeros((frame.height, 0)), names
+
+    def xy(self, k: int | str | None = None, part: str = "train") -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """X, y and feature names: the whole dataset (k=None), one part of fold k, or of k="locked"."""
+        frame = self.data if k is None else dict(zip(("train", "test"), self.fold(k), strict=True))[part]
+        x, names = self.design(frame)
+        return x, frame[self.label].to_numpy(), names
+
+    def to_pandas(self) -> Any:
+        return self.frame().to_pandas()
+
+    def export(self, fmt: str, out: str | os.PathLike[str]) -> Path:
+        """Write the dataset (data + split roles) as parquet, csv, arrow (IPC) or npz (X, y, names, folds).
+
+        Atomic: written under a hidden name and renamed, so a full disk never leaves a truncated file.
+        """
+        if fmt not in EXPORT_FORMATS:
+            raise ConfigError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
+        frame = self.frame()
+
+        def write(tmp: Path) -> None:
+            if fmt == "parquet":
+                frame.write_parquet(tmp)
+            elif fmt == "csv":
+                frame.write_csv(tmp)
+            elif fmt == "arrow":
+                frame.write_ipc(tmp)
+            else:
+                x, names = self.design(frame)
+                arrays: dict[str, Any] = {f: frame[f].to_numpy().astype(str) for f in self.folds}
+                arrays.update(
+                    X=x,
+                    y=frame[self.label].to_numpy().astype(str),
+                    feature_names=np.array(names),
+                    nucleus_id=frame["nucleus_id"].to_numpy(),
+                )
+                with tmp.open("wb") as fh:
+                    np.savez_compressed(fh, **arrays)
+
+        return write_file_atomically(Path(out), write)
+
+
+def find_dataset(name_or_path: str, root: str | os.PathLike[str] = "datasets") -> Dataset:
+    """A dataset by path, by `<name>/<id>`, by id prefix, or by name (the most recently built)."""
+    return Dataset(find_dataset_path(name_or_path, root))

@@ -1,0 +1,86 @@
+"""Where datasets and their reports live on disk: the only module that knows the folder layout.
+
+<root>/<name>/<dataset_id>/{data.parquet, splits.parquet, card.json, CARD.md}
+<root>/<name>/<dataset_id>/baselines/<report_key>/   a baseline report (leaderboard, REPORT.md, ...)
+<root>/<name>/<dataset_id>/baselines/.fits/          finished fits, so an interrupted stage resumes
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import polars as pl
+
+from cellfeatures._util.names import did_you_mean
+from cellfeatures.errors import StoreError
+
+
+def find_dataset_path(name_or_path: str, root: str | os.PathLike[str] = "datasets") -> Path:
+    """A dataset by path, by `<name>/<id>`, by id prefix, or by name (the most recently built)."""
+    path = Path(name_or_path)
+    if (path / "card.json").exists():
+        return path
+    root = Path(root)
+    candidates = [p for p in root.glob("*/*") if (p / "card.json").exists() and not p.name.startswith(".")]
+    matches = [
+        p
+        for p in candidates
+        if p.parent.name == name_or_path
+        or p.name.startswith(name_or_path)
+        or f"{p.parent.name}/{p.name}" == name_or_path
+    ]
+    if not matches:
+        names = sorted({p.parent.name for p in candidates})
+        raise StoreError(
+            f"no dataset {name_or_path!r} under {root}{did_you_mean(name_or_path, names)} (have: "
+            f"{', '.join(sorted(f'{p.parent.name}/{p.name}' for p in candidates)) or 'none'})"
+        )
+    return max(matches, key=lambda p: (p / "card.json").stat().st_mtime)
+
+
+def latest_report(ds: HasPathAndId, datasets_root: str | os.PathLike[str] | None = None) -> Path | None:
+    """The newest baseline report that covers this dataset (a `run` report lives under its first dataset)."""
+    boards = set((ds.path / "baselines").glob("*/leaderboard.csv"))
+    if datasets_root is not None:
+        boards |= set(Path(datasets_root).glob("*/*/baselines/*/leaderboard.csv"))
+    found = []
+    for board in boards:
+        try:
+            ids = pl.read_csv(board, columns=["dataset_id"])["dataset_id"].to_list()
+        except (OSError, pl.exceptions.PolarsError):
+            continue  # a damaged report is not a candidate
+        if ds.id in ids and (board.parent / "REPORT.md").exists():
+            found.append(board.parent)
+    return max(found, key=lambda p: (p / "REPORT.md").stat().st_mtime) if found else None
+
+
+def report_dir(dataset_path: Path, key: str) -> Path:
+    """The folder of the baseline report `key` of a dataset."""
+    return dataset_path / "baselines" / key
+
+
+def fit_cache_dir(dataset_path: Path) -> Path:
+    """Where finished fits of a dataset's baseline stage are kept (so an interrupted stage resumes)."""
+    return dataset_path / "baselines" / ".fits"
+
+
+def datasets_root_of(dataset_path: Path) -> Path:
+    """The datasets root a dataset folder lives in (`<root>/<name>/<id>`)."""
+    return dataset_path.parent.parent
+
+
+def report_owner(report_path: Path) -> Path:
+    """The dataset folder a report folder lives in (`<dataset>/baselines/<key>`)."""
+    return report_path.parent.parent
+
+
+class HasPathAndId(Protocol):
+    """A built dataset as far as the layout cares: its folder and its id."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def id(self) -> str: ...
