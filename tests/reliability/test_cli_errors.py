@@ -127,5 +127,5 @@ def test_a_version_typo_gets_did_you_mean(in_tmp: Path) -> None:
     import json
 
     (store.root / "abcdef0123456789" / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(VersionNotFoundError, match="did you mean abcdef0123456789"):
+    with pytest.raises(VersionNotFoundError, match="did you mean 'abcdef0123456789'"):
         store.resolve("abcdef0123456788")

@@ -50,7 +50,6 @@ def baseline(
     model: CustomOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    from cellfeatures.benchmark.leaderboard import Leaderboard
     from cellfeatures.benchmark.models import load_estimator
     from cellfeatures.datasets.dataset import find_dataset
     from cellfeatures.workflows import baseline_report
@@ -64,22 +63,23 @@ def baseline(
             f"dataset {ds.card['name']}/{ds.id} ({ds.card['cells']:,} cells, version {ds.card['feature_version']})"
         )
         with fit_progress(err if as_json else console) as progress:
+            fs, chosen_seeds = store_of(cfg, store), int_list(seeds, "--seeds")
             report, created = baseline_report(
-                store_of(cfg, store),
-                ds,
-                seeds=int_list(seeds, "--seeds"),
-                models=chosen,
-                custom=custom,
-                root=cfg.datasets_root,
-                progress=progress,
+                fs, ds, seeds=chosen_seeds, models=chosen, custom=custom, root=cfg.datasets_root, progress=progress
             )
-        html, frame = html_of(report), Leaderboard.load(report.parent).frame()
-        if as_json:
-            print_json({"report": str(report), "html": str(html), "created": created, "leaderboard": frame.to_dicts()})
-            return
-        print_leaderboard(frame)
-        console.print(f"report: {report}" + ("" if created else " (already computed)"))
-        console.print(f"report (open in a browser): {html}")
+        _print_baseline(report, created, as_json)
+
+
+def _print_baseline(report: Path, created: bool, as_json: bool) -> None:
+    from cellfeatures.benchmark.leaderboard import Leaderboard
+
+    html, frame = html_of(report), Leaderboard.load(report.parent).frame()
+    if as_json:
+        print_json({"report": str(report), "html": str(html), "created": created, "leaderboard": frame.to_dicts()})
+        return
+    print_leaderboard(frame)
+    console.print(f"report: {report}" + ("" if created else " (already computed)"))
+    console.print(f"report (open in a browser): {html}")
 
 
 REPORT_HELP = """Write (or rewrite) the self-contained HTML report of the newest baseline report covering a dataset.

@@ -69,31 +69,28 @@ def dataset(
     version: FeatureVersionOpt = None,
 ) -> None:
     from cellfeatures.datasets.build import build_dataset
-    from cellfeatures.datasets.card import fold_names_of
     from cellfeatures.datasets.spec import spec_from_config
 
     with clean_errors():
         cfg = config_of(config)
         fs = store_of(cfg, store)
         version = version or build_version(fs, cfg).id  # the config's own version, not whatever was built last
-        given: dict[str, Any] = {
-            "label": label,
-            "level": level,
-            "strategy": split,
-            "folds": folds,
-            "seed": seed,
-            "block_um": block_um,
-        }
-        given |= {"buffer_um": buffer_um, "origins": listed(origins), "exclude": listed(exclude)}
+        given: dict[str, Any] = dict(label=label, level=level, strategy=split, folds=folds, seed=seed)
+        given |= dict(block_um=block_um, buffer_um=buffer_um, origins=listed(origins), exclude=listed(exclude))
         spec = spec_from_config(cfg, name, {**given, "feature_version": version})
-        ds = build_dataset(fs, spec, cfg.datasets_root, label_blocks=cfg.raw.get("labels"))
-        card = ds.card
-        console.print(
-            f"dataset {card['name']} {card['dataset_id']}: {card['cells']:,} cells, {len(card['features'])} features, "
-            f"label {card['label']['column']}, {len(fold_names_of(card))} folds → {ds.path}"
-        )
-        for risk in card["leakage_risks"]:
-            console.print(f"  [yellow]risk:[/] {escape(risk)}", markup=True)
+        _print_dataset(build_dataset(fs, spec, cfg.datasets_root, label_blocks=cfg.raw.get("labels")))
+
+
+def _print_dataset(ds: Any) -> None:
+    from cellfeatures.datasets.card import fold_names_of
+
+    card = ds.card
+    console.print(
+        f"dataset {card['name']} {card['dataset_id']}: {card['cells']:,} cells, {len(card['features'])} features, "
+        f"label {card['label']['column']}, {len(fold_names_of(card))} folds → {ds.path}"
+    )
+    for risk in card["leakage_risks"]:
+        console.print(f"  [yellow]risk:[/] {escape(risk)}", markup=True)
 
 
 EXPORT_HELP = """Export a dataset (data + split roles) for other tools.

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 import polars as pl
 
 from cellfeatures import display
+from cellfeatures.labels.sources import LabelSet, check_label_source, label_sources, load_labels
+from cellfeatures.sources.base import Source
 
 
 class VersionReader(Protocol):
@@ -23,6 +25,8 @@ class VersionReader(Protocol):
     def load(self, version: str = ..., columns: list[str] | None = ...) -> pl.DataFrame: ...
 
     def scan(self, version: str = ...) -> pl.LazyFrame: ...
+
+    def source_of(self, version: str, tables: list[str] | tuple[str, ...] = ...) -> Source: ...
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,13 @@ class FeatureVersion:
 
     def scan(self) -> pl.LazyFrame:
         return self.store.scan(self.id)
+
+    def labels(self, name: str = "manual", extra: dict[str, Any] | None = None) -> LabelSet:
+        """A label source (`manual`, `early_model`, ... or one of `extra`, a config's [labels] blocks), read
+        from this version's own source and harmonised; refused if its tables changed since the build."""
+        sources = label_sources(extra)
+        check_label_source(name, sources)
+        return load_labels(self.store.source_of(self.id, sources[name].tables), sources[name])
 
     def to_pandas(self, columns: list[str] | None = None) -> Any:
         """The matrix as a pandas DataFrame indexed by nucleus_id."""
