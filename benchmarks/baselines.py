@@ -29,12 +29,12 @@ mode, store_root, datasets_root = sys.argv[1], sys.argv[2], sys.argv[3]
 from cellfeatures.config.model import default_config
 from cellfeatures.store.store import FeatureStore
 from cellfeatures.datasets.dataset import build_dataset
-from cellfeatures.cli import _dataset_spec
+from cellfeatures.datasets.spec import spec_from_config
 from cellfeatures.benchmark.run import TRAINED_MODELS, run_fits, trained_tasks, _sibling
 cfg = default_config()
 store = FeatureStore(store_root)
 store.build(cfg)
-ds = build_dataset(store, _dataset_spec(cfg, "column_types", {}), datasets_root, label_blocks=cfg.raw.get("labels"))
+ds = build_dataset(store, spec_from_config(cfg, "column_types", {}), datasets_root, label_blocks=cfg.raw.get("labels"))
 if mode.startswith("fit"):
     from cellfeatures.benchmark.run import FitTask, _fit_one
     task = trained_tasks({0: ds}, "hist_gradient_boosting", "hist_gradient_boosting")[0]

@@ -1,16 +1,10 @@
-"""Write a leaderboard as files a reviewer can recompute from, and a report people can read.
-
-    leaderboard.csv     one row per (dataset, entry): mean over seeds, fold and seed spread, bootstrap
-                        interval per metric; calibration; coverage, covered-cell accuracy and the paired
-                        test; locked-test-set scores
-    per_fold.csv        every (dataset, entry, seed, fold) metric row behind the means
-    predictions.parquet every test prediction (dataset, entry, seed, fold, nucleus_id, truth, prediction,
-                        class probabilities): any number here can be re-scored from it
-    REPORT.md + figures/
+"""REPORT.md and its figures, rendered from a saved Leaderboard (which owns leaderboard.csv, per_fold.csv,
+predictions.parquet and entries.json: see benchmark/leaderboard.py).
 
 Headline rows use no synthetic features (and prediction tables with enough coverage); the rest is kept
-in a separate section. One ranking metric orders every table and picks "best". The report states our
-numbers next to the published figure and spells out how the settings differ.
+in a separate section, and entries scored from anyone's file in their own. One ranking metric orders
+every table and picks "best". The report states our numbers next to the published figure and spells out
+how the settings differ. Must not: train models or write the board's files.
 """
 
 from __future__ import annotations
