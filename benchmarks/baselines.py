@@ -28,21 +28,23 @@ import json, sys, time
 mode, store_root, datasets_root = sys.argv[1], sys.argv[2], sys.argv[3]
 from cellfeatures.config.model import default_config
 from cellfeatures.store.store import FeatureStore
-from cellfeatures.datasets.dataset import build_dataset
+from cellfeatures.datasets.build import build_dataset, seed_sibling
 from cellfeatures.datasets.spec import spec_from_config
-from cellfeatures.benchmark.run import TRAINED_MODELS, run_fits, trained_tasks, _sibling
+from cellfeatures.benchmark.entries import trained_tasks
+from cellfeatures.benchmark.fits import run_fits
+from cellfeatures.benchmark.models import TRAINED_MODELS
 cfg = default_config()
 store = FeatureStore(store_root)
 store.build(cfg)
 ds = build_dataset(store, spec_from_config(cfg, "column_types", {}), datasets_root, label_blocks=cfg.raw.get("labels"))
 if mode.startswith("fit"):
-    from cellfeatures.benchmark.run import FitTask, _fit_one
+    from cellfeatures.benchmark.fits import FitTask, _fit_one
     task = trained_tasks({0: ds}, "hist_gradient_boosting", "hist_gradient_boosting")[0]
     t0 = time.perf_counter()
     _fit_one(task, None if mode == "fit_default_threads" else 1)
     print(json.dumps({"seconds": time.perf_counter() - t0, "fits": 1}))
     raise SystemExit
-datasets = {s: _sibling(store, ds, s, __import__("pathlib").Path(datasets_root)) for s in (0, 1, 2)}
+datasets = {s: seed_sibling(store, ds, s, __import__("pathlib").Path(datasets_root)) for s in (0, 1, 2)}
 tasks = [t for m in TRAINED_MODELS for t in trained_tasks(datasets, m, m)]
 t0 = time.perf_counter()
 if mode == "after":

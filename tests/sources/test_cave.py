@@ -103,7 +103,7 @@ def test_a_killed_fetch_resumes_and_downloads_only_the_missing_chunks(big_table:
     with CaveTestServer(ServerConfig(snapshot=big_table, row_limit=1000)) as server:
         script = textwrap.dedent(f"""
             import os, signal
-            from cellfeatures.sources.cave.client import fetch_tables
+            from cellfeatures.sources.cave.snapshotter import fetch_tables
             def progress(table, done, total):
                 if done == 10:
                     os.kill(os.getpid(), signal.SIGKILL)   # die mid-fetch, no cleanup
