@@ -28,7 +28,7 @@ from cellfeatures.datasets.layout import latest_report, report_dir
 from cellfeatures.datasets.spec import spec_from_config
 from cellfeatures.labels.agreement import Agreement, agreement
 from cellfeatures.labels.sources import LabelSet, LabelSourceSpec, check_label_source, label_sources, load_labels
-from cellfeatures.report.html import render
+from cellfeatures.report.html import render, write_html_report
 from cellfeatures.report.markdown import write_report
 from cellfeatures.sources.factory import make_source
 from cellfeatures.sources.snapshot import SnapshotSource
@@ -87,8 +87,7 @@ def rewrite_report(board: Leaderboard) -> Path:
     """Save a changed leaderboard and re-render its REPORT.md and REPORT.html (e.g. after `score`)."""
     path = board.save()
     write_report(board, path)
-    text = render(path)
-    write_file_atomically(path / "REPORT.html", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_html_report(path)
     return path
 
 

@@ -33,6 +33,7 @@ from cellfeatures.benchmark.entries import EntryResult
 from cellfeatures.benchmark.evaluate import METRICS, RANKING_METRIC
 from cellfeatures.benchmark.model_tables import best_entry, compare_paired, evaluate_predictions
 from cellfeatures.benchmark.models import EXTERNAL
+from cellfeatures.config.model import datasets_root
 from cellfeatures.datasets.dataset import Dataset, find_dataset
 from cellfeatures.datasets.layout import latest_report
 from cellfeatures.errors import StoreError
@@ -175,10 +176,13 @@ class Leaderboard:
         target = Path(path) if path is not None else self.path
         if target is None:
             raise StoreError("this leaderboard was never saved: give a folder to save(path)")
-        target.mkdir(parents=True, exist_ok=True)
-        self._stacked("frame").write_csv(target / "leaderboard.csv")
-        self._stacked("per_fold").write_csv(target / "per_fold.csv")
-        self._stacked("predictions").write_parquet(target / "predictions.parquet", compression="zstd")
+        # each file atomically: `score` saves into a report that readers may have open
+        frame, per_fold, predictions = (self._stacked(part) for part in ("frame", "per_fold", "predictions"))
+        write_file_atomically(target / "leaderboard.csv", lambda tmp: frame.write_csv(tmp))
+        write_file_atomically(target / "per_fold.csv", lambda tmp: per_fold.write_csv(tmp))
+        write_file_atomically(
+            target / "predictions.parquet", lambda tmp: predictions.write_parquet(tmp, compression="zstd")
+        )
         doc = {
             "format": ENTRIES_FORMAT,
             "boards": [
@@ -202,7 +206,7 @@ class Leaderboard:
         `<name>/<id>`, id prefix or path) under the datasets root (default: the project's)."""
         folder = Path(dataset) if not isinstance(dataset, Dataset) else None
         if folder is None or not (folder / "entries.json").exists():
-            root = _datasets_root(root)
+            root = datasets_root(root)
             ds = dataset if isinstance(dataset, Dataset) else find_dataset(str(dataset), root)
             found = latest_report(ds, root)
             if found is None:
@@ -257,9 +261,3 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
-
-
-def _datasets_root(root: str | os.PathLike[str] | None) -> Path:
-    from cellfeatures.config.model import datasets_root
-
-    return datasets_root(root)

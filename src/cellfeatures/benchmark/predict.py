@@ -22,6 +22,7 @@ import pandera.polars as pa
 import polars as pl
 
 from cellfeatures._util.atomic import publish_directory
+from cellfeatures.benchmark.leaderboard import Leaderboard
 from cellfeatures.datasets.selection import proofread_expr
 from cellfeatures.errors import ConfigError
 from cellfeatures.identity import attributable_expr
@@ -130,20 +131,17 @@ def model_card(dataset: Any, info: dict[str, Any], report: Path | None) -> dict[
         "label": dataset.card["label"]["column"],
         "leakage_risks": dataset.card["leakage_risks"],
     }
-    if report is None or not (report / "leaderboard.csv").exists():
+    if report is None or not (report / "entries.json").exists():
         card["cross_validation"] = "no baseline report for this dataset yet: run `cellfeatures baseline` first"
         return card
-    board = pl.read_csv(report / "leaderboard.csv").filter(
-        (pl.col("dataset_id") == dataset.id) & (pl.col("entry") == info["model"])
-    )
+    saved = Leaderboard.load(report)
+    board = saved.frame().filter((pl.col("dataset_id") == dataset.id) & (pl.col("entry") == info["model"]))
     if board.height:
         row = board.row(0, named=True)
         card["cross_validation"] = {
             k: row[k] for k in row if k.split("_")[0] in ("accuracy", "balanced", "macro", "ece", "locked")
         }
-    preds = pl.read_parquet(report / "predictions.parquet").filter(
-        (pl.col("dataset_id") == dataset.id) & (pl.col("entry") == info["model"])
-    )
+    preds = saved.predictions().filter((pl.col("dataset_id") == dataset.id) & (pl.col("entry") == info["model"]))
     if preds.height:
         first = preds.filter(pl.col("seed") == preds["seed"].min())
         wrong = first.filter(pl.col("y_true") != pl.col("y_pred")).group_by("y_true", "y_pred").len()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 from rich.console import Console
 from rich.markup import escape
+from rich.status import Status
 from rich.table import Table
 
 from cellfeatures.cli.common import console
@@ -54,19 +55,25 @@ def step(msg: str) -> None:
     console.print(f"  [dim]·[/] {escape(msg)}", markup=True)
 
 
+def status_callbacks(status: Status) -> tuple[Callable[[str], None], Callable[[str, int, int], None]]:
+    """(progress, tick) for a build: each step on the status line and as a line; long steps as a counter."""
+
+    def progress(msg: str) -> None:
+        status.update(msg)
+        step(msg)
+
+    def tick(what: str, done: int, total: int) -> None:  # a counter on the status line, a line when done
+        status.update(f"{what}: {done:,} / {total:,} tasks")
+        if done == total:
+            step(f"{what}: {total:,} / {total:,} done")
+
+    return progress, tick
+
+
 def build_version(fs: FeatureStore, config: Config, strict: bool = False) -> FeatureVersion:
     """store.build with a status line and one line per step (and a counter for long steps)."""
     with console.status("building features") as status:
-
-        def progress(msg: str) -> None:
-            status.update(msg)
-            step(msg)
-
-        def tick(what: str, done: int, total: int) -> None:  # a counter on the status line, a line when done
-            status.update(f"{what}: {done:,} / {total:,} tasks")
-            if done == total:
-                step(f"{what}: {total:,} / {total:,} done")
-
+        progress, tick = status_callbacks(status)
         return fs.build(config, progress=progress, strict=strict, tick=tick)
 
 

@@ -20,7 +20,7 @@ from cellfeatures.cli.common import (
     store_of,
     with_scheduler,
 )
-from cellfeatures.cli.render import fit_progress, html_of, print_build_summary, print_leaderboard, step
+from cellfeatures.cli.render import fit_progress, html_of, print_build_summary, print_leaderboard, status_callbacks
 
 if TYPE_CHECKING:
     from cellfeatures.workflows import MainJobResult
@@ -47,22 +47,12 @@ def run(
         status = console.status("building features")
         status.start()
         try:
-            say = _status_step(status)
-            events = _event_printer(status)
-            result = run_main_job(
-                cfg, store_of(cfg, store), strict=strict, say=say, events=events, fit_progress=fit_progress
-            )
+            say, tick = status_callbacks(status)
+            fs, events = store_of(cfg, store), _event_printer(status)
+            result = run_main_job(cfg, fs, strict=strict, say=say, tick=tick, events=events, fit_progress=fit_progress)
         finally:
             status.stop()
         _print_outcome(result)
-
-
-def _status_step(status: Status) -> Callable[[str], None]:
-    def say(msg: str) -> None:
-        status.update(msg)
-        step(msg)
-
-    return say
 
 
 def _event_printer(status: Status) -> Callable[[str, Any], None]:

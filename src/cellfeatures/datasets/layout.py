@@ -51,7 +51,8 @@ def latest_report(ds: HasPathAndId, datasets_root: str | os.PathLike[str] | None
             ids = pl.read_csv(board, columns=["dataset_id"])["dataset_id"].to_list()
         except (OSError, pl.exceptions.PolarsError):
             continue  # a damaged report is not a candidate
-        if ds.id in ids and (board.parent / "REPORT.md").exists():
+        # entries.json: what Leaderboard.load rebuilds from (a report written before it existed cannot be loaded)
+        if ds.id in ids and (board.parent / "REPORT.md").exists() and (board.parent / "entries.json").exists():
             found.append(board.parent)
     return max(found, key=lambda p: (p / "REPORT.md").stat().st_mtime) if found else None
 

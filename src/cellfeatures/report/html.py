@@ -17,7 +17,7 @@ import polars as pl
 
 from cellfeatures import display
 from cellfeatures._util.atomic import write_file_atomically
-from cellfeatures.datasets.dataset import Dataset
+from cellfeatures.benchmark.leaderboard import Leaderboard
 from cellfeatures.errors import StoreError
 from cellfeatures.report.figures import depth_profiles, feature_distributions
 
@@ -116,20 +116,10 @@ def _headline(board: pl.DataFrame) -> str:
     )
 
 
-def report_datasets(report_dir: Path, board: pl.DataFrame) -> list[Dataset]:
-    """The datasets a report covers: its own (the report lives under it) and its siblings by id."""
-    datasets_root = report_dir.parent.parent.parent.parent
-    found = []
-    for dataset_id in board["dataset_id"].unique(maintain_order=True).to_list():
-        hits = [p for p in datasets_root.glob(f"*/{dataset_id}") if (p / "card.json").exists()]
-        if hits:
-            found.append(Dataset(hits[0]))
-    return found
-
-
 def render(report_dir: Path, shown: Path | None = None) -> str:
     """The HTML text of a report directory (`shown`: the path to print, when rendering a build in progress)."""
-    board = pl.read_csv(report_dir / "leaderboard.csv", infer_schema_length=None)
+    saved = Leaderboard.load(report_dir)
+    board = saved.frame()
     md = (report_dir / "REPORT.md").read_text()
     body = [
         "<h1>cellfeatures baseline report</h1>",
@@ -137,7 +127,7 @@ def render(report_dir: Path, shown: Path | None = None) -> str:
         _headline(board),
     ]
     body.append(markdown_to_html(md.split("\n", 1)[1] if md.startswith("# ") else md, report_dir))
-    for ds in report_datasets(report_dir, board):
+    for ds in (b.dataset for b in saved.boards):
         name = html.escape(f"{ds.card['name']}/{ds.id}")
         body.append(f"<h2>Dataset {name}</h2>")
         body.append(display.dataset_html(ds.card, ds.path))
