@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 
 from cellfeatures.benchmark.evaluate import Evaluator
-from cellfeatures.benchmark.fits import FIT_CACHE
 from cellfeatures.benchmark.models import load_model, make_model
 from cellfeatures.benchmark.run import run_baselines, save_model
 from cellfeatures.config.model import default_config
 from cellfeatures.datasets.build import build_dataset
+from cellfeatures.datasets.layout import fit_cache_dir
 from cellfeatures.datasets.spec import DatasetSpec
 from cellfeatures.datasets.splits import SplitSpec
 from cellfeatures.errors import ModelIntegrityError
@@ -96,7 +96,7 @@ def test_the_leaderboard_is_identical_for_the_same_seed(dataset) -> None:
         "root": root / "datasets",
     }
     first = run_baselines(store, ds, **kwargs).frame()
-    shutil.rmtree(ds.path / "baselines" / FIT_CACHE)  # refit, not read back: determinism is what is tested
+    shutil.rmtree(fit_cache_dir(ds.path))  # refit, not read back: determinism is what is tested
     second = run_baselines(store, ds, **kwargs).frame()
     assert first.equals(second)
     rows = {r["entry"]: r for r in first.iter_rows(named=True)}

@@ -21,9 +21,6 @@ from cellfeatures.benchmark.models import MODELS_VERSION, _proba_for, make_model
 Progress = Callable[[int, int, str], None]  # (fits done, fits total, what just finished)
 
 
-FIT_CACHE = ".fits"  # under <dataset>/baselines/: finished fits, so an interrupted stage resumes
-
-
 @dataclass(frozen=True)
 class FitTask:
     """One fit: a model (name or estimator) on one training part, predicted on one test part."""

@@ -38,7 +38,6 @@ from cellfeatures.datasets.dataset import Dataset, find_dataset
 from cellfeatures.datasets.layout import latest_report
 from cellfeatures.errors import StoreError
 
-BOARD_FILES = ("leaderboard.csv", "per_fold.csv", "predictions.parquet", "entries.json")
 ENTRIES_FORMAT = 1
 
 

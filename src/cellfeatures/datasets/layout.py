@@ -16,6 +16,8 @@ import polars as pl
 from cellfeatures._util.names import did_you_mean
 from cellfeatures.errors import StoreError
 
+FIT_CACHE = ".fits"  # under <dataset>/baselines/: finished fits, so an interrupted stage resumes
+
 
 def find_dataset_path(name_or_path: str, root: str | os.PathLike[str] = "datasets") -> Path:
     """A dataset by path, by `<name>/<id>`, by id prefix, or by name (the most recently built)."""
@@ -64,17 +66,12 @@ def report_dir(dataset_path: Path, key: str) -> Path:
 
 def fit_cache_dir(dataset_path: Path) -> Path:
     """Where finished fits of a dataset's baseline stage are kept (so an interrupted stage resumes)."""
-    return dataset_path / "baselines" / ".fits"
+    return dataset_path / "baselines" / FIT_CACHE
 
 
 def datasets_root_of(dataset_path: Path) -> Path:
     """The datasets root a dataset folder lives in (`<root>/<name>/<id>`)."""
     return dataset_path.parent.parent
-
-
-def report_owner(report_path: Path) -> Path:
-    """The dataset folder a report folder lives in (`<dataset>/baselines/<key>`)."""
-    return report_path.parent.parent
 
 
 class HasPathAndId(Protocol):
