@@ -81,13 +81,45 @@ def test_a_root_keyed_file_scores_like_its_nucleus_keyed_twin(reported, tmp_path
     labels.join(matrix, on="nucleus_id").select(pl.col("root_id").alias("pt_root_id"), "cell_type").write_parquet(
         by_root
     )
-    version = store.manifest(ds.card["feature_version"])["source"]["materialization_version"]
-    a, _ = score_file(store, ds, by_nucleus, "a")
-    b, _ = score_file(store, ds, by_root, "b", materialization_version=version or 0)
-    for key in ("accuracy_mean", "balanced_accuracy_mean", "coverage"):
-        assert a[key] == pytest.approx(b[key]), key
+    assert store.manifest(ds.card["feature_version"])["source"]["materialization_version"] is None
     with pytest.raises(ConfigError, match="say which materialization version"):
         read_predictions(by_root, ds, store)
+    # the sample's roots belong to no one materialization: a version given for them cannot be checked
+    with pytest.raises(ConfigError, match="records no materialization version"):
+        read_predictions(by_root, ds, store, materialization_version=999)
+
+
+def test_a_root_keyed_file_of_the_versions_materialization_scores_like_its_nucleus_keyed_twin(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from cellfeatures.config.model import from_dict
+
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    for table in ("nucleus_detection_v0", "allen_v1_column_types_slanted_ref"):
+        shutil.copy(sample_data_dir() / f"{table}.parquet", snap)
+    (snap / "manifest.json").write_text(json.dumps({"datastack": "minnie65_public", "materialization_version": 1300}))
+    raw = {"source": {"kind": "snapshot", "path": str(snap)}, "features": {"nucleus": {"depth_method": "y_offset"}}}
+    config = from_dict(raw)
+    store = FeatureStore(tmp_path / "features", config=config)
+    store.build(config)
+    split = SplitSpec("spatial", folds=3, seed=0, block_um=50, buffer_um=0)
+    ds = build_dataset(store, DatasetSpec("types", level="class", split=split), tmp_path / "datasets")
+    labels = ds.data.select("nucleus_id", pl.col(ds.label).alias("cell_type"))
+    labels = labels.with_columns(
+        pl.when(pl.col("nucleus_id") % 4 == 0).then(pl.lit("excitatory")).otherwise("cell_type")
+    )
+    labels.write_csv(tmp_path / "by_nucleus.csv")
+    roots = store.load(columns=["root_id"])
+    by_root = labels.join(roots, on="nucleus_id").select(pl.col("root_id").alias("pt_root_id"), "cell_type")
+    by_root.write_parquet(tmp_path / "by_root.parquet")
+    a, _ = score_file(store, ds, tmp_path / "by_nucleus.csv", "a")
+    b, _ = score_file(store, ds, tmp_path / "by_root.parquet", "b", materialization_version=1300)
+    for key in ("accuracy_mean", "balanced_accuracy_mean", "coverage"):
+        assert a[key] == pytest.approx(b[key]), key
+    with pytest.raises(ConfigError, match="root ids of version 999"):
+        read_predictions(tmp_path / "by_root.parquet", ds, store, materialization_version=999)
 
 
 def test_planted_predictions_score_to_hand_computed_numbers(reported, tmp_path: Path) -> None:

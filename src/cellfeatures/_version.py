@@ -7,4 +7,5 @@ package root (which re-exports the upper layers: importing it from below would c
 __version__ = "0.1.0"
 
 # Bumped whenever a pipeline's output for the same inputs changes; part of every feature-version hash.
-PIPELINE_CODE_VERSION = "2"
+# 3: a synapse table fetched for chosen cells gives every other cell null synapse features (not partial counts).
+PIPELINE_CODE_VERSION = "3"

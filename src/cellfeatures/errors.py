@@ -13,7 +13,8 @@ CellFeaturesError            base of everything raised on purpose
 ├── IdentityError            nucleus_id <-> root_id bookkeeping is inconsistent
 └── StoreError               the feature store cannot build, find or load a version
     ├── VersionNotFoundError
-    └── DamagedVersionError  a published version's files or manifest no longer match
+    ├── DamagedVersionError  a published version's files or manifest no longer match
+    └── DamagedDatasetError  a dataset's files or card.json no longer match
 
 Every message names what the user has to look at: the table, the column, the file, the version.
 """
@@ -23,7 +24,13 @@ from __future__ import annotations
 import errno
 
 # How the engine (polars, Rust) spells the operating system's errors inside its own exception text.
-ENGINE_OS_ERRORS = {"os error 28": errno.ENOSPC, "os error 30": errno.EROFS, "os error 13": errno.EACCES}
+ENGINE_OS_ERRORS = {
+    "os error 28": errno.ENOSPC,
+    "os error 27": errno.EFBIG,
+    "os error 122": errno.EDQUOT,
+    "os error 30": errno.EROFS,
+    "os error 13": errno.EACCES,
+}
 
 
 def os_error_code(exc: BaseException) -> int | None:
@@ -79,6 +86,10 @@ class VersionNotFoundError(StoreError):
 
 class DamagedVersionError(StoreError):
     """A published version's manifest is unreadable, or its files differ from what the manifest records."""
+
+
+class DamagedDatasetError(StoreError):
+    """A built dataset's card is unreadable, or its files differ from the sizes and SHA-256 its card records."""
 
 
 class ExecutionError(CellFeaturesError):

@@ -135,7 +135,7 @@ def compare_labels(config: Config, a: str, b: str, level: str) -> tuple[LabelSet
             loaded.append(load_labels(SnapshotSource(path.parent), spec))
             continue
         check_label_source(name, known)
-        source = source or make_source(config.source, config.tables_needed())
+        source = source or make_source(config.source, config.tables_needed(), names=config.table_roles())
         loaded.append(load_labels(source, known[name]))
     la, lb = loaded
     return la, lb, agreement(la, lb, "raw"), agreement(la, lb, level)

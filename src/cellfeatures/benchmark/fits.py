@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import multiprocessing
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,9 @@ def _fit_one(task: FitTask, threads: int | None = 1) -> tuple[tuple[str, int, in
     """
     from sklearn.base import clone
     from threadpoolctl import threadpool_limits
+
+    if multiprocessing.parent_process() is not None:  # a worker: Ctrl-C is the parent's to handle (quietly)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     with threadpool_limits(limits=threads) if threads else contextlib.nullcontext():
         model = make_model(task.model, task.names, task.seed) if isinstance(task.model, str) else clone(task.model)
@@ -107,11 +112,15 @@ def run_fits(
             delayed(_fit_one)(t, threads) for t in todo
         )
     by_key = {t.key: t for t in todo}
-    for done, (key, pred, proba, model) in enumerate(stream, start=len(results) + 1):
-        results[key] = (pred, proba, model)
-        _save_fit(cache_dir, by_key[key], results[key])
-        if progress:
-            progress(done, len(tasks), f"{key[0]} seed {key[1]} fold {key[2]}")
+    try:
+        for done, (key, pred, proba, model) in enumerate(stream, start=len(results) + 1):
+            results[key] = (pred, proba, model)
+            _save_fit(cache_dir, by_key[key], results[key])
+            if progress:
+                progress(done, len(tasks), f"{key[0]} seed {key[1]} fold {key[2]}")
+    except KeyboardInterrupt as exc:
+        kept = "cached" if cache_dir is not None else "done"
+        raise type(exc)(f"{len(results)} of {len(tasks)} fits {kept}") from None
     return results
 
 

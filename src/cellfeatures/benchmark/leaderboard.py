@@ -211,7 +211,8 @@ class Leaderboard:
             if found is None:
                 raise StoreError(
                     f"no baseline report covers dataset {ds.card['name']}/{ds.id} under {root}; "
-                    f"run `cellfeatures baseline {ds.card['name']}` first"
+                    f"make one with `cellfeatures baseline {ds.card['name']}` (or, in Python, "
+                    f"cf.run_baselines(...) followed by board.save(folder)): run_baselines alone writes nothing"
                 )
             folder = found
         return cls._read(folder)

@@ -46,6 +46,15 @@ def read_predictions(
     label = next((c for c in LABEL_COLUMNS if c in frame.columns), None)
     if label is None:
         raise SchemaError(name, f"- no label column: expected one of {list(LABEL_COLUMNS)} (has {frame.columns})")
+    if frame.height == 0 or frame[label].null_count() == frame.height:
+        what = "has a header and no rows" if frame.height == 0 else f"has no label in any row (column {label!r})"
+        raise SchemaError(name, f"- {what}: an empty prediction file would enter the leaderboard at 0% coverage")
+    classes = {str(c) for c in dataset.card.get("class_counts", {})}
+    stray = [c for c in frame.columns if c.startswith("p_") and c[2:] not in classes]
+    if stray:
+        raise SchemaError(
+            name, f"- probability column(s) {stray} name classes the dataset does not have (it has {sorted(classes)})"
+        )
     info: dict[str, Any] = {"file": str(path), "sha256": file_sha256(path), "rows": frame.height}
     keyed = _key_by_nucleus(frame, name, dataset, store, materialization_version, info)
     duplicated = keyed.filter(pl.col("nucleus_id").is_duplicated())["nucleus_id"].unique().sort()
@@ -74,15 +83,23 @@ def _key_by_nucleus(
 ) -> pl.DataFrame:
     if "nucleus_id" in frame.columns:
         info["key"] = "nucleus_id"
-        return frame.with_columns(pl.col("nucleus_id").cast(pl.Int64))
+        return frame.with_columns(_integer_key(frame, "nucleus_id", name, exact_floats_ok=True))
     if "target_id" in frame.columns:
         info["key"] = "target_id (CAVE reference table)"
-        return frame.rename({"target_id": "nucleus_id"}).with_columns(pl.col("nucleus_id").cast(pl.Int64))
+        key = _integer_key(frame, "target_id", name, exact_floats_ok=True).alias("nucleus_id")
+        return frame.with_columns(key).drop("target_id")
     root = next((c for c in ROOT_COLUMNS if c in frame.columns), None)
     if root is None:
         raise SchemaError(name, f"- no key column: expected nucleus_id, target_id or pt_root_id (has {frame.columns})")
+    frame = frame.with_columns(_integer_key(frame, root, name, exact_floats_ok=False))
     manifest = store.manifest(dataset.card["feature_version"])
     features_version = manifest["source"].get("materialization_version")
+    if version is not None and features_version is None:
+        raise ConfigError(
+            f"{name}: --materialization-version {version} cannot be checked: feature version "
+            f"{dataset.card['feature_version'][:8]} records no materialization version (its source is "
+            f"{manifest['source'].get('kind')}), so its root ids belong to no known version; key the file by nucleus_id"
+        )
     if version is None:
         raise ConfigError(
             f"{name} is keyed by root id ({root}): say which materialization version it was made on "
@@ -100,6 +117,30 @@ def _key_by_nucleus(
     info["key"] = f"{root} at materialization {version} (via the version's nucleus <-> root map)"
     info["roots_unmatched"] = frame.height - keyed.height
     return keyed
+
+
+def _integer_key(frame: pl.DataFrame, column: str, name: str, *, exact_floats_ok: bool) -> pl.Expr:
+    """The key column as Int64, refusing what would silently drop or corrupt rows: nulls, NaN, fractions,
+    text, and (for root ids, which exceed float64's exact range) any float at all."""
+    series = frame.get_column(column)
+    if series.dtype.is_float():
+        bad = series.is_null() | series.is_nan() | (series.fill_nan(0.0).fill_null(0.0) % 1 != 0)
+        if not exact_floats_ok or bad.any():
+            rows = [i for i, b in enumerate(bad.to_list()) if b][:5] if bad.any() else []
+            raise SchemaError(
+                name,
+                f"- key column {column!r} went through float64 (pandas does this to integer columns with missing "
+                f"values)"
+                + (f": {int(bad.sum())} row(s) are NaN, null or fractional, e.g. rows {rows}" if rows else "")
+                + ("; root ids above 2^53 are not exact as floats" if not exact_floats_ok else "")
+                + ": write the ids as integers",
+            )
+    elif not series.dtype.is_integer():
+        raise SchemaError(name, f"- key column {column!r} must hold integer ids, it holds {series.dtype}")
+    if series.null_count():
+        rows = [i for i, v in enumerate(series.is_null().to_list()) if v][:5]
+        raise SchemaError(name, f"- key column {column!r} is empty in {series.null_count()} row(s), e.g. rows {rows}")
+    return pl.col(column).cast(pl.Int64)
 
 
 def score_file(

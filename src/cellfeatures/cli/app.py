@@ -30,3 +30,12 @@ def _main(
     ] = False,
 ) -> None:
     """Versioned per-cell feature matrices for CAVE connectome datastacks (MICrONS minnie65)."""
+    import contextlib
+    import signal
+
+    from cellfeatures.cli.common import on_sigterm
+
+    # SIGTERM runs the same cleanup as Ctrl-C (hidden build folders removed, one line, exit 143); outside
+    # the main thread (an embedding host) signal() raises ValueError and its handlers are left alone
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, on_sigterm)

@@ -167,7 +167,10 @@ def _print_score(entry: str, row: dict[str, Any], report: Path | None) -> None:
             else ""
         )
         console.print(f"on the {row['covered_n']:,} cells it covers: accuracy {row['covered_accuracy']:.3f}{paired}")
-    console.print(f"added to {report}" if report else "no baseline report yet: run `cellfeatures baseline` to compare")
+    if report:
+        console.print(f"added to {report}: {report / 'REPORT.md'} and {report / 'REPORT.html'} now list it")
+    else:
+        console.print("no baseline report yet: run `cellfeatures baseline` to compare")
 
 
 PREDICT_HELP = (

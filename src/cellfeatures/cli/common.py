@@ -114,11 +114,28 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that every `finally` and cleanup runs (no `.building-*` left)."""
+
+
+def on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated("terminated (SIGTERM)")
+
+
 @contextmanager
 def clean_errors() -> Iterator[None]:
-    """Run a command body; an expected failure prints one line (`error: ...`) and exits with code 2."""
+    """Run a command body; an expected failure prints one line (`error: ...`) and exits with code 2;
+    Ctrl-C or SIGTERM print one calm line and exit 130 / 143 (work already finished is kept)."""
     try:
         yield
     except CLI_ERRORS as exc:
         err.print(f"[bold red]error:[/] {escape(describe_error(exc))}", markup=True)
         raise typer.Exit(code=2) from None
+    except KeyboardInterrupt as exc:
+        done = f" ({exc.args[0]})" if exc.args and not isinstance(exc, Terminated) else ""
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        err.print(
+            f"{what}{done}: nothing half-written was published; finished versions, datasets and fits are kept, "
+            f"so running the same command again resumes"
+        )
+        raise typer.Exit(code=143 if isinstance(exc, Terminated) else 130) from None

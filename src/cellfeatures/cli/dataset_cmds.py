@@ -149,16 +149,30 @@ def labels(
         la, lb, raw, harmonised = compare_labels(config_of(config), a, b, level)
         if as_json:
             unmapped = {la.spec.name: la.unmapped, lb.spec.name: lb.unmapped}
-            print_json({"a": a, "b": b, "level": level, **_agreement_json(raw, harmonised), "unmapped": unmapped})
+            conflicts = {s.spec.name: s.conflicting_nuclei for s in (la, lb)}
+            agreement = _agreement_json(raw, harmonised)
+            print_json(
+                {"a": a, "b": b, "level": level, **agreement, "unmapped": unmapped, "conflicting_nuclei": conflicts}
+            )
             return
-        for label_set in (la, lb):
-            if label_set.unmapped:
-                console.print(
-                    f"[yellow]{escape(label_set.spec.name)}: unmapped spellings (reported, not guessed):[/] "
-                    f"{escape(str(label_set.unmapped))}",
-                    markup=True,
-                )
+        _print_label_problems(la, lb)
         _print_agreement(a, b, level, raw, harmonised)
+
+
+def _print_label_problems(*label_sets: Any) -> None:
+    """Unmapped spellings and nuclei with conflicting labels (dropped from both sides), per source."""
+    for s in label_sets:
+        if s.unmapped:
+            console.print(
+                f"[yellow]{escape(s.spec.name)}: unmapped spellings (reported, not guessed):[/] "
+                f"{escape(str(s.unmapped))}",
+                markup=True,
+            )
+        if s.conflicting_nuclei:
+            console.print(
+                f"{s.spec.name}: {s.conflicting_nuclei:,} nuclei carry conflicting labels in "
+                f"{', '.join(s.tables_used)} (dropped from the comparison, as datasets drop them)"
+            )
 
 
 def _agreement_json(raw: Any, harmonised: Any) -> dict[str, Any]:

@@ -102,6 +102,22 @@ def print_manifest(m: dict[str, Any]) -> None:
     console.print(feats)
 
 
+def synapse_coverage_line(c: dict[str, Any]) -> str:
+    """'synapse features: X of N cells (...); none for ...' — why a cell has no synapse features."""
+    why = [
+        f"{c['multi_soma']:,} multi-soma (synapses cannot be attributed to one nucleus)",
+        f"{c['root_0']:,} root 0 (nucleus outside the segmentation)",
+    ]
+    if c.get("cells_from"):
+        why.append(
+            f"{c['outside_fetched_cells']:,} outside the fetched cells (synapses kept for {c['cells_from']} only)"
+        )
+    return (
+        f"synapse features: {c['with_synapse_features']:,} of {c['cells']:,} cells "
+        f"({c['no_synapses']:,} of them with no synapse in the table: measured 0); none for " + ", ".join(why)
+    )
+
+
 def print_build_summary(version: FeatureVersion) -> None:
     """`run`: what was built, how many cells are attributable, how many features are real."""
     m = version.manifest
@@ -111,6 +127,8 @@ def print_build_summary(version: FeatureVersion) -> None:
         f"cells {m['rows']:,} · attributable {ident['attributable']:,} · multi-soma {ident['multi_soma']:,} · "
         f"no root {ident['missing_root']:,}"
     )
+    if m.get("synapse_coverage"):
+        console.print(synapse_coverage_line(m["synapse_coverage"]))
     real = [n for n, f in m["features"].items() if f["origin"] == "real"]
     console.print(
         f"real-data features: {len(real)} of {len(m['features'])} "
@@ -166,6 +184,36 @@ def table_progress() -> Iterator[Callable[[str, int, int], None]]:
         tasks: dict[str, Any] = {}
 
         def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bars.add_task(name, total=total)
+            bars.update(tasks[name], completed=done, total=total)
+
+        yield progress
+
+
+@contextmanager
+def bytes_progress() -> Iterator[Callable[[str, int, int | None], None]]:
+    """One bar per file being downloaded or converted: bytes, rate and time left."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bars:
+        tasks: dict[str, Any] = {}
+
+        def progress(name: str, done: int, total: int | None) -> None:
             if name not in tasks:
                 tasks[name] = bars.add_task(name, total=total)
             bars.update(tasks[name], completed=done, total=total)

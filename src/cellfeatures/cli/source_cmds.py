@@ -12,19 +12,21 @@ from rich.markup import escape
 
 from cellfeatures.cli.app import app
 from cellfeatures.cli.common import ConfigOpt, JsonOpt, clean_errors, config_of, console, err, listed, print_json
-from cellfeatures.cli.render import table, table_progress
+from cellfeatures.cli.render import bytes_progress, table, table_progress
 
 ServerOpt = Annotated[str | None, typer.Option(help="CAVE server address (default: the config's)")]
 TablesOpt = Annotated[str | None, typer.Option(help="comma-separated tables (default: what the config needs)")]
 OutOpt = Annotated[Path | None, typer.Option(help="snapshot directory (default: <cache_dir>/<datastack>/v<N>)")]
 VersionOpt = Annotated[int | None, typer.Option(help="materialization version to pin (default: config, else latest)")]
 
-FETCH_HELP = """Fetch a pinned CAVE version into a local snapshot: row-cap-safe, retrying, resumable.
+FETCH_HELP = """Fetch a pinned version into a local snapshot: from CAVE (row-cap-safe, retrying, resumable) or,
+with [source] kind = "static", from the public static exports (no token; HTTP Range resume; streamed to Parquet).
 
 Examples:
 
 \b
   CAVE_TOKEN=... cellfeatures fetch --config configs/minnie65_public.toml --tables nucleus_detection_v0
+  cellfeatures fetch --config configs/minnie65_static.toml
 """
 
 
@@ -41,12 +43,41 @@ def fetch(
     with clean_errors():
         cfg = config_of(config)
         wanted = listed(tables) or cfg.tables_needed()
+        if cfg.source.get("kind") == "static":  # --server names the exports' base URL
+            _fetch_static(cfg if server is None else cfg.with_value("source.base_url", server), wanted, version, out)
+            return
         with table_progress() as progress:
             nucleus = cfg.identity["nucleus_table"]
             path, reports, fetcher = fetch_tables(
                 cfg.source, wanted, version=version, server=server, out=out, nucleus_table=nucleus, progress=progress
             )
         _print_fetch(path, reports, fetcher)
+
+
+def _fetch_static(cfg: Any, wanted: list[str], version: int | None, out: Path | None) -> None:
+    from cellfeatures.sources.static.fetch import fetch_static
+
+    with bytes_progress() as progress:
+        path, reports, settings = fetch_static(
+            cfg.source, wanted, version=version, out=out, progress=progress, **cfg.table_roles()
+        )
+    for r in reports:
+        if r.missing:
+            console.print(f"{r.table}: not exported by this version (an optional label table): skipped")
+            continue
+        if r.skipped:
+            console.print(f"{r.table}: {r.rows:,} rows, already converted")
+            continue
+        kept = f" (kept {r.rows:,} of {r.rows_read:,})" if r.rows != r.rows_read else ""
+        rate = r.rows_read / r.seconds if r.seconds else 0.0
+        console.print(
+            f"{r.table}: {r.rows:,} rows{kept} in {r.parts} part(s); {r.input_bytes / 1e6:,.1f} MB of gzip "
+            f"({r.downloaded_bytes / 1e6:,.1f} MB downloaded now), converted in {r.seconds:.1f} s ({rate:,.0f} rows/s)"
+        )
+    console.print(
+        f"static exports of {settings.datastack} v{settings.version} in {path!s} — build with "
+        f"`cellfeatures build --config {cfg.path or 'CONFIG'!s}`"
+    )
 
 
 def _print_fetch(path: Path, reports: list[Any], fetcher: Any) -> None:

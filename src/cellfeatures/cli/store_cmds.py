@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,7 +23,7 @@ from cellfeatures.cli.common import (
     store_of,
     with_scheduler,
 )
-from cellfeatures.cli.render import build_version, print_diff, print_manifest, rows_table, table
+from cellfeatures.cli.render import build_version, print_diff, print_manifest, rows_table, synapse_coverage_line, table
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a value: features.x.y=VALUE (TOML)")]
 VersionArg = Annotated[str, typer.Argument(help="version id, unique prefix or 'latest'")]
@@ -51,6 +52,8 @@ def build(
             cfg = cfg.with_override(item)
         version = build_version(store_of(cfg, store), cfg, strict)
         console.print(("published " if version.created else "already built, nothing to do: ") + version.id)
+        if version.manifest.get("synapse_coverage"):
+            console.print(synapse_coverage_line(version.manifest["synapse_coverage"]))
 
 
 LIST_HELP = """Published feature versions, oldest first; `latest` marks the one built last.
@@ -70,6 +73,7 @@ def list_(store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = F
     damaged = fs.scan_versions()[1]
     for i, r in enumerate(rows):
         r["latest"] = i == len(rows) - 1
+        r["state"] = "DAMAGED (see verify)" if fs.verify(r["version"]) else "ok"  # sizes and SHA-256, as verify
     if as_json:
         print_json({"store": str(fs.root), "found_by": fs.found_by, "versions": rows, "damaged": damaged})
         return
@@ -83,7 +87,8 @@ def list_(store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = F
     console.print(rows_table(columns, cells, f"feature versions in {fs.root}"))
 
 
-VERIFY_HELP = """Check published versions against their manifests: files, sizes, SHA-256, schema. Exit 1 if damaged.
+VERIFY_HELP = """Check published versions against their manifests (files, sizes, SHA-256, schema) and every dataset
+against its card (sizes, SHA-256). Exit 1 if anything is damaged.
 
 Examples:
 
@@ -110,9 +115,27 @@ def verify(
             problems = fs.verify(v)
             bad += bool(problems)
             console.print(f"{'ok      ' if not problems else 'DAMAGED '} {v}" + "".join(f"\n  {p}" for p in problems))
+        checked, bad_datasets = (0, 0) if version else _verify_datasets(config_of(config).datasets_root)
     console.print(f"{len(versions) + (0 if version else len(damaged)) - bad} sound, {bad} damaged")
-    if bad:
+    if checked:
+        console.print(f"datasets: {checked - bad_datasets} sound, {bad_datasets} damaged")
+    if bad or bad_datasets:
         raise typer.Exit(code=1)
+
+
+def _verify_datasets(root: str) -> tuple[int, int]:
+    """Every dataset under `root` against its card's sizes and SHA-256: (checked, damaged)."""
+    from cellfeatures.datasets.dataset import dataset_problems
+
+    folders = sorted(p for p in Path(root).glob("*/*") if p.is_dir() and not p.name.startswith("."))
+    folders = [p for p in folders if (p / "card.json").exists() or (p / "data.parquet").exists()]
+    bad = 0
+    for folder in folders:
+        problems = dataset_problems(folder)
+        bad += bool(problems)
+        state = "ok      " if not problems else "DAMAGED "
+        console.print(f"{state} dataset {folder.parent.name}/{folder.name}" + "".join(f"\n  {p}" for p in problems))
+    return len(folders), bad
 
 
 SHOW_HELP = """A version's manifest: inputs with origins, families, per-feature stats.

@@ -32,7 +32,7 @@ KNOWN_SECTIONS = {
     "execution",
 }
 KNOWN_FAMILIES = {"nucleus", "synapses", "functional", "proofreading", "external"}
-SOURCE_KINDS = {"sample", "snapshot", "synthetic", "cave"}
+SOURCE_KINDS = {"sample", "snapshot", "synthetic", "cave", "static"}
 # Tables each family cannot do without (option -> default table) and tables it can do without.
 REQUIRED_TABLES: dict[str, dict[str, str]] = {
     "synapses": {"synapse_table": "synapses_pni_2"},
@@ -41,6 +41,8 @@ REQUIRED_TABLES: dict[str, dict[str, str]] = {
         "digital_twin_table": "digital_twin_properties_bcm_coreg_v4",
     },
 }
+# [features.synapses] keys that say how the plan runs, not what it computes (not part of the version id)
+EXECUTION_OPTIONS = frozenset({"engine", "range_rows", "buckets", "bucketed_above_rows", "validate_max_rows"})
 OPTIONAL_TABLES: dict[str, dict[str, str]] = {
     "nucleus": {"area_table": ""},
     "synapses": {"target_table": "", "partner_label_table": ""},
@@ -60,8 +62,51 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def feature_set(self) -> dict[str, Any]:
-        """The part of the config that determines the feature matrix (hashed into the version)."""
-        return {"identity": self.identity, "features": self.features}
+        """The part of the config that determines the feature matrix (hashed into the version).
+
+        Execution settings are left out: how the synapse plan runs (engine, range and bucket sizes, the
+        validation threshold) cannot change the matrix (the engines agree bit for bit, tested), so it must
+        not change the version id either.
+        """
+        features = {
+            family: {k: v for k, v in block.items() if not (family == "synapses" and k in EXECUTION_OPTIONS)}
+            if isinstance(block, dict)
+            else block
+            for family, block in self.features.items()
+        }
+        return {"identity": self.identity, "features": features}
+
+    def table_roles(self) -> dict[str, Any]:
+        """The nucleus, synapse and tag tables by role (a static keep = "cells" fetch filters by them)."""
+        synapses = self.features.get("synapses", {})
+        return {
+            "nucleus_table": self.identity["nucleus_table"],
+            "synapse_table": synapses.get("synapse_table", "synapses_pni_2"),
+            "tag_table": synapses.get("target_table") or None,
+            "optional": self.label_tables_wanted(),
+        }
+
+    def required_tables(self) -> dict[str, str]:
+        """Table -> what needs it, for the tables a build cannot do without (the nucleus table, each family's
+        required table, each external table). An empty one is an error, not "0 synapses, measured"."""
+        needed = {self.identity["nucleus_table"]: "the identity (every cell)"}
+        for family, block in self.features.items():
+            if family == "external":
+                needed.update({b["table"]: f"[features.external.{n}]" for n, b in block.items() if b.get("table")})
+            for option, default in REQUIRED_TABLES.get(family, {}).items():
+                if block.get(option, default):
+                    needed[block.get(option, default)] = f"[features.{family}] {option}"
+        return needed
+
+    def label_tables_wanted(self) -> list[str]:
+        """Label tables the config's datasets and [run] agreement read (optional: fetched when they exist)."""
+        from cellfeatures.labels.sources import label_sources
+
+        sources = label_sources(self.raw.get("labels"))
+        names = {str(b.get("label", "manual")) for b in self.raw.get("dataset", {}).values() if isinstance(b, dict)}
+        names.update(self.raw.get("run", {}).get("agreement", []))
+        tables = {t for n in names if n in sources for t in sources[n].tables}
+        return sorted(tables - set(self.tables_needed()))
 
     def tables_needed(self) -> list[str]:
         """Every source table a build of this config reads (the identity table and each family's inputs)."""
@@ -156,10 +201,15 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> Config:
     unknown = set(raw) - KNOWN_SECTIONS
     if unknown:
         raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}; expected {sorted(KNOWN_SECTIONS)}")
-    if not isinstance(raw.get("source", {}), dict):
-        raise ConfigError(f"{where}: [source] must be a table, got {raw['source']!r}")
-    source = dict(raw.get("source", {"kind": "sample"}))
-    if source.get("kind", "sample") not in SOURCE_KINDS:
+    if "source" not in raw or not isinstance(raw["source"], dict) or "kind" not in raw["source"]:
+        what = "has no [source] section" if "source" not in raw else "[source] needs a table with `kind`"
+        raise ConfigError(
+            f'{where} {what}: say where the tables come from, e.g. [source] kind = "snapshot" with '
+            f'path = "<folder>", or kind = "sample" for the embedded sample (nothing is assumed: a missing '
+            f"section used to build from the sample silently)"
+        )
+    source = dict(raw["source"])
+    if source.get("kind") not in SOURCE_KINDS:
         raise ConfigError(f"{where}: [source] kind must be one of {sorted(SOURCE_KINDS)}, got {source.get('kind')!r}")
     check_raw(raw, where)
     features = dict(raw.get("features", {}))
@@ -171,6 +221,14 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> Config:
     identity = {"nucleus_table": "nucleus_detection_v0", **raw.get("identity", {})}
     store = raw.get("store", {})
     project = project_of_config(path)  # relative roots mean the project's, not the working directory's
+    if source.get("kind") == "static":  # its folders too (a new kind: no older meaning to keep)
+        for key in ("cache_dir", "out"):
+            if isinstance(source.get(key), str):
+                source[key] = str(resolve_under(project, source[key]))
+        source.setdefault("cache_dir", str(resolve_under(project, "static_exports")))
+        base = source.get("base_url")
+        if isinstance(base, str) and "://" not in base:
+            source["base_url"] = str(resolve_under(project, base))
     return Config(
         name=str(raw.get("name", path.stem if path else "config")),
         source=source,

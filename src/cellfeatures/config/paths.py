@@ -32,7 +32,10 @@ def project_of_config(config_path: Path | None) -> Path:
     """
     if config_path is None or _is_packaged(config_path):
         return find_project() or Path.cwd().resolve()
-    folder = config_path.resolve().parent
+    # the path as the user gave it, made absolute but NOT resolved: a configs/ entry that is a symlink
+    # into an installed package still belongs to the project it sits in (resolving it once put stores
+    # inside site-packages or src/cellfeatures)
+    folder = Path(os.path.abspath(config_path)).parent
     return folder.parent if folder.name == "configs" else folder
 
 
@@ -45,5 +48,6 @@ def resolve_under(project: Path, path: str | os.PathLike[str]) -> Path:
 def _is_packaged(path: Path) -> bool:
     from importlib.resources import files
 
-    package = Path(str(files("cellfeatures"))).resolve()
-    return package in path.resolve().parents
+    package = Path(str(files("cellfeatures")))
+    given = Path(os.path.abspath(path))  # as given: a project's symlink into the package is the project's
+    return any(p in given.parents for p in (package, package.resolve()))

@@ -114,6 +114,29 @@ SOURCE_KEYS: dict[str, dict[str, Check]] = {
         ),
     },
 }
+
+
+def _stems(value: Any) -> str | None:
+    ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    return None if ok else f'must be a table of table = "file stem" pairs, got {value!r}'
+
+
+SOURCE_KEYS["static"] = {
+    "datastack": STR,
+    "base_url": STR,
+    "version": positive_int,
+    "timestamp": STR,
+    "out": STR,
+    "keep": one_of("all", "cells"),
+    "cells_from": STR,
+    "keep_download": BOOL,
+    "part_rows": positive_int,
+    "retries": non_negative_int,
+    "backoff_s": non_negative_number,
+    "timeout_s": non_negative_number,
+    "files": _stems,
+    "position_resolution_nm": resolution,
+}
 FAMILY_KEYS: dict[str, dict[str, Check]] = {
     "nucleus": {"area_table": STR, "depth_method": one_of("standard_transform", "y_offset")},
     "synapses": {
@@ -161,7 +184,15 @@ EXECUTION_KEYS: dict[str, Check] = {
 }
 RUN_KEYS: dict[str, Check] = {"datasets": str_list, "seeds": int_list, "agreement": str_list, "report": BOOL}
 IDENTITY_KEYS: dict[str, Check] = {"nucleus_table": STR}
-ROOT_KEYS: dict[str, Check] = {"root": STR}
+
+
+def folder(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return f"must name a folder (an empty root would write into the project folder itself), got {value!r}"
+    return None
+
+
+ROOT_KEYS: dict[str, Check] = {"root": folder}
 LABEL_KEYS: dict[str, Check] = {"tables": str_list, "table": STR, "kind": one_of("manual", "model"), "description": STR}
 
 
@@ -197,10 +228,10 @@ def synthetic_keys() -> dict[str, Check]:
 
 def check_raw(raw: dict[str, Any], where: str) -> None:
     """Validate a whole config dict (after TOML parsing and --set overrides)."""
-    source = raw.get("source", {"kind": "sample"})
+    source = raw.get("source", {})
     if not isinstance(source, dict):
         raise ConfigError(f"{where}: [source] must be a table, got {source!r}")
-    kind = source.get("kind", "sample")
+    kind = source.get("kind")
     if kind in SOURCE_KEYS or kind == "synthetic":
         specific = synthetic_keys() if kind == "synthetic" else SOURCE_KEYS[kind]
         check_block(source, {**SOURCE_COMMON, **specific}, "source", where)

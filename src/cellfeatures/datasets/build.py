@@ -7,15 +7,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from cellfeatures._util.atomic import publish_directory
+from cellfeatures._util.checksums import file_sha256
 from cellfeatures.config.model import datasets_root
 from cellfeatures.datasets.card import _card, render_card
-from cellfeatures.datasets.dataset import Dataset
+from cellfeatures.datasets.dataset import DATA_FILES, Dataset
 from cellfeatures.datasets.layout import datasets_root_of
 from cellfeatures.datasets.selection import _select_features, leakage_check, proofread_expr
 from cellfeatures.datasets.spec import FILTERS, DatasetSpec
@@ -45,6 +47,8 @@ def build_dataset(
     """
     root = datasets_root(root, store.config)
     version = store.resolve(spec.feature_version)
+    # resolved before hashing: "latest" and the id it names are the same dataset (the same id)
+    spec = replace(spec, feature_version=version)
     manifest = store.manifest(version)
     dataset_id = _dataset_id(version, spec)
     final = Path(root) / spec.name / dataset_id
@@ -108,6 +112,7 @@ def build_dataset(
     def write(tmp: Path) -> None:
         data.write_parquet(tmp / "data.parquet", compression="zstd")
         split.write_parquet(tmp / "splits.parquet", compression="zstd")
+        card["files"] = {n: {"bytes": (tmp / n).stat().st_size, "sha256": file_sha256(tmp / n)} for n in DATA_FILES}
         (tmp / "card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
         (tmp / "CARD.md").write_text(render_card(card))
 

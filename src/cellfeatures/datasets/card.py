@@ -106,7 +106,25 @@ def _card(
         "folds_missing_classes": missing,
         "layer_features": layer,
         "leakage_risks": risks,
+        "synapse_coverage": _synapse_coverage(data, manifest),
     }
+
+
+def _synapse_coverage(data: pl.DataFrame, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The dataset's cells with synapse features, beside the version-wide count and reasons."""
+    version_wide = manifest.get("synapse_coverage")
+    if not version_wide:
+        return None
+    counts = manifest["features"].get("syn_in_count")
+    in_dataset = int(data.get_column("syn_in_count").is_not_null().sum()) if "syn_in_count" in data.columns else None
+    return {"dataset_cells": data.height, "dataset_with_synapse_features": in_dataset, "version": version_wide} | (
+        {} if counts else {"note": "syn_in_count is not in the feature version"}
+    )
+
+
+def _md(text: object) -> str:
+    """Text from data (feature, class, table names) made inert in Markdown shown as HTML: no tags, no table breaks."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
 def render_card(card: dict[str, Any]) -> str:
@@ -135,13 +153,31 @@ def render_card(card: dict[str, Any]) -> str:
         "",
     ]
     classes = list(card["class_counts"])
-    lines += ["| fold | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    lines += ["| fold | " + " | ".join(_md(c) for c in classes) + " |", "|---|" + "---|" * len(classes)]
     for fold, roles in card["folds"].items():
         cells = [" / ".join(str(roles[r].get(c, 0)) for r in ("train", "test", "buffer")) for c in classes]
         lines.append(f"| {fold} | " + " | ".join(cells) + " |")
-    risks = [f"- {r}" for r in card["leakage_risks"]] or ["- none identified"]
+    coverage = card.get("synapse_coverage")
+    if coverage and coverage.get("dataset_with_synapse_features") is not None:
+        v = coverage["version"]
+        lines += [
+            "",
+            f"Synapse features: {coverage['dataset_with_synapse_features']:,} of {coverage['dataset_cells']:,} cells "
+            f"of this dataset; in the whole feature version {v['with_synapse_features']:,} of {v['cells']:,} "
+            f"({v['no_synapses']:,} with no synapse in the table), none for {v['multi_soma']:,} multi-soma cells, "
+            f"{v['root_0']:,} with root 0"
+            + (
+                f" and {v['outside_fetched_cells']:,} outside the cells fetched ({v['cells_from']})"
+                if v.get("cells_from")
+                else ""
+            )
+            + ".",
+        ]
+    if label.get("conflicting_nuclei_dropped"):
+        lines += ["", f"{label['conflicting_nuclei_dropped']:,} nuclei with conflicting labels were dropped."]
+    risks = [f"- {_md(r)}" for r in card["leakage_risks"]] or ["- none identified"]
     lines += ["", "## Known leakage risks", "", *risks, "", "## Features", "", "| feature | origin |", "|---|---|"]
-    lines += [f"| {f} | {o} |" for f, o in card["feature_origins"].items()]
+    lines += [f"| {_md(f)} | {o} |" for f, o in card["feature_origins"].items()]
     return "\n".join(lines) + "\n"
 
 

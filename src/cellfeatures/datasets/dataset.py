@@ -25,11 +25,12 @@ import polars as pl
 
 from cellfeatures import display
 from cellfeatures._util.atomic import write_file_atomically
+from cellfeatures._util.checksums import cached_sha256
 from cellfeatures.config.model import datasets_root
 from cellfeatures.datasets.layout import find_dataset_path
 from cellfeatures.datasets.spec import EXPORT_FORMATS
 from cellfeatures.datasets.splits import fold_names
-from cellfeatures.errors import ConfigError
+from cellfeatures.errors import ConfigError, DamagedDatasetError, one_line
 
 
 @dataclass
@@ -64,8 +65,7 @@ class Dataset:
 
     @cached_property
     def card(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.path / "card.json").read_text())
-        return data
+        return read_card(self.path)
 
     @property
     def id(self) -> str:
@@ -81,11 +81,22 @@ class Dataset:
 
     @cached_property
     def data(self) -> pl.DataFrame:
-        return pl.read_parquet(self.path / "data.parquet")
+        return pl.read_parquet(self._checked("data.parquet"))
 
     @cached_property
     def splits(self) -> pl.DataFrame:
-        return pl.read_parquet(self.path / "splits.parquet")
+        return pl.read_parquet(self._checked("splits.parquet"))
+
+    def _checked(self, name: str) -> Path:
+        """A data file after checking its size and SHA-256 against the card: a damaged or swapped file is
+        refused, never exported, trained on or scored against."""
+        problems = dataset_problems(self.path, self.card, only=name)
+        if problems:
+            raise DamagedDatasetError(
+                f"dataset {self.path} is damaged, refusing to read it: {problems[0]}; run `cellfeatures verify` "
+                f"and rebuild it with `cellfeatures dataset {self.card.get('name', '<name>')}`"
+            )
+        return self.path / name
 
     @property
     def folds(self) -> list[str]:
@@ -164,6 +175,44 @@ class Dataset:
                     np.savez_compressed(fh, **arrays)
 
         return write_file_atomically(Path(out), write)
+
+
+DATA_FILES = ("data.parquet", "splits.parquet")
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """A dataset's card.json, or a clear error naming it (garbage, truncated, not an object)."""
+    card_path = path / "card.json"
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DamagedDatasetError(
+            f"{card_path} cannot be read as JSON ({one_line(exc)}): the dataset is damaged"
+        ) from None
+    if not isinstance(card, dict) or "dataset_id" not in card:
+        raise DamagedDatasetError(f"{card_path} is not a dataset card (no dataset_id): the dataset is damaged")
+    return card
+
+
+def dataset_problems(path: Path, card: dict[str, Any] | None = None, only: str | None = None) -> list[str]:
+    """What differs between a dataset's files and the sizes and SHA-256 its card records (empty: sound)."""
+    try:
+        card = card if card is not None else read_card(path)
+    except DamagedDatasetError as exc:
+        return [str(exc)]
+    recorded = card.get("files")
+    if not isinstance(recorded, dict):
+        return ["card.json records no file checksums (built by an older cellfeatures): rebuild the dataset"]
+    problems = []
+    for name in [only] if only else DATA_FILES:
+        file, entry = path / name, recorded.get(name) or {}
+        if not file.exists():
+            problems.append(f"{name} is missing")
+        elif file.stat().st_size != entry.get("bytes"):
+            problems.append(f"{name} has {file.stat().st_size:,} bytes, the card records {entry.get('bytes')}")
+        elif cached_sha256(file) != entry.get("sha256"):
+            problems.append(f"{name} does not match the SHA-256 the card records (modified or replaced)")
+    return problems
 
 
 def find_dataset(name_or_path: str, root: str | os.PathLike[str] = "datasets") -> Dataset:

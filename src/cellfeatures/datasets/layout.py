@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Protocol
@@ -43,7 +44,9 @@ def find_dataset_path(name_or_path: str, root: str | os.PathLike[str] = "dataset
 
 
 def latest_report(ds: HasPathAndId, datasets_root: str | os.PathLike[str] | None = None) -> Path | None:
-    """The newest baseline report that covers this dataset (a `run` report lives under its first dataset)."""
+    """The headline report that covers this dataset: the one with the most seeds, then the most entries, then
+    the newest (a `run` report lives under its first dataset). A quick one-seed `baseline` made later never
+    hides the three-seed headline from score, predict and Leaderboard.load; it stays reachable by its key."""
     boards = set((ds.path / "baselines").glob("*/leaderboard.csv"))
     if datasets_root is not None:
         boards |= set(Path(datasets_root).glob("*/*/baselines/*/leaderboard.csv"))
@@ -56,7 +59,17 @@ def latest_report(ds: HasPathAndId, datasets_root: str | os.PathLike[str] | None
         # entries.json: what Leaderboard.load rebuilds from (a report written before it existed cannot be loaded)
         if ds.id in ids and (board.parent / "REPORT.md").exists() and (board.parent / "entries.json").exists():
             found.append(board.parent)
-    return max(found, key=lambda p: (p / "REPORT.md").stat().st_mtime) if found else None
+    return max(found, key=_report_rank) if found else None
+
+
+def _report_rank(report: Path) -> tuple[int, int, float]:
+    try:
+        boards = json.loads((report / "entries.json").read_text()).get("boards", [])
+        seeds = max((len(b.get("seeds", {})) for b in boards), default=0)
+        entries = sum(len(b.get("entries", [])) for b in boards)
+    except (OSError, ValueError, AttributeError, TypeError):
+        seeds, entries = 0, 0
+    return seeds, entries, (report / "REPORT.md").stat().st_mtime
 
 
 def report_dir(dataset_path: Path, key: str) -> Path:

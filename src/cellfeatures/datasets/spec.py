@@ -56,7 +56,7 @@ class DatasetSpec:
             split = SplitSpec(**{**HEADLINE_SPLIT, **split_block})
             tuples = {k: tuple(v) for k, v in block.items() if isinstance(v, list)}
             return cls(name=name, split=split, **{**block, **tuples})
-        except TypeError as exc:
+        except (TypeError, ConfigError) as exc:
             raise ConfigError(f"[dataset.{name}]: {exc}") from None
 
     def as_dict(self) -> dict[str, Any]:

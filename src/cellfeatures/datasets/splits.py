@@ -54,6 +54,17 @@ class SplitSpec:
         return asdict(self)
 
     def __post_init__(self) -> None:
+        # types first, each naming its key: "five" folds or "15%" used to surface as '<' not supported
+        for key, kinds, what in (
+            ("folds", (int,), "a whole number"),
+            ("seed", (int,), "a whole number"),
+            ("locked_fraction", (int, float), "a number like 0.15 (not a percentage)"),
+            ("block_um", (int, float), "a number of micrometres"),
+            ("buffer_um", (int, float, type(None)), "a number of micrometres"),
+        ):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise ConfigError(f"split {key} must be {what}, got {value!r}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"split strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.strategy != "column" and self.folds < 2:

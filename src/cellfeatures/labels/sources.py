@@ -18,6 +18,8 @@ import polars as pl
 
 from cellfeatures._util.names import did_you_mean
 from cellfeatures.errors import ConfigError, TableNotFoundError
+from cellfeatures.schemas.validate import validate
+from cellfeatures.schemas.wire import WIRE_MODELS
 from cellfeatures.sources.base import Source
 from cellfeatures.sources.normalize import canonical_cell_types
 from cellfeatures.vocab import LEVELS, check_spellings, harmonise_expr, unmapped_values
@@ -110,6 +112,9 @@ def load_labels(source: Source, spec: LabelSourceSpec | str, *, strict: bool = F
             lf = source.scan(table)
         except TableNotFoundError:
             continue
+        # the same pandera rules as a build: a null or NaN target_id, a duplicated id or a missing column is
+        # refused naming the table, never a row that silently vanishes from the labels
+        lf = validate(lf.collect(), WIRE_MODELS["cell_type"], table).lazy()
         if strict:
             check_spellings(lf, table)
         frames.append(canonical_cell_types(lf).select("nucleus_id", pl.col("cell_type").alias("raw")).collect())

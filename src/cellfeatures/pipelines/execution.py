@@ -7,9 +7,11 @@ ours: a task reads its range straight from the source, writes its runs under a t
 renames, so a rerun task never leaves half a file, and the client concatenates the parts in the same
 order as the local engine, so the matrix is bit-for-bit identical.
 
-Failures are reported before work starts: an unreachable scheduler within `connect_timeout_s`, a
-scratch location a worker cannot write or the client cannot read back (a probe task). Scratch is
-removed when the build ends, whether it succeeds or fails.
+Failures are reported before work starts: an address that is no scheduler (closed, HTTP, or silent)
+within `connect_timeout_s`; a scratch location any worker cannot write or the client cannot read back
+(probed on every worker; a worker that joins later and cannot write is named by its first task). A
+scheduler lost mid-build is one clear error. Scratch is removed when the build ends, whether it succeeds
+or fails; a run is marked closed first, so a task still running on an orphaned worker writes nothing.
 
 Needs the optional extra: `pip install -e '.[dask]'`.
 """
@@ -17,6 +19,7 @@ Needs the optional extra: `pip install -e '.[dask]'`.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +28,7 @@ from typing import Any
 
 import polars as pl
 
-from cellfeatures.errors import ConfigError, ExecutionError
+from cellfeatures.errors import CellFeaturesError, ConfigError, ExecutionError, one_line
 
 ENGINES = ("local", "dask")
 Tick = Callable[[str, int, int], None]
@@ -100,6 +103,20 @@ class DaskEngine:
     def workers(self) -> int:
         return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
 
+    def _drop_mark_when_idle(self, run: str, wait_s: float = 30.0) -> None:
+        """Remove a closed run's mark once no task of ours runs any more (a lost scheduler: the mark stays,
+        a few bytes, so that a task still running on an orphaned worker writes nothing)."""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                busy = [k for keys in self.client.processing().values() for k in keys if "cellfeatures-" in str(k)]
+            except Exception:
+                return
+            if not busy:
+                _remove(run + CLOSED)
+                return
+            time.sleep(0.2)
+
     def describe(self) -> dict[str, Any]:
         """For the manifest: engine, workers, scratch kind; never credentials or full URLs with secrets."""
         import fsspec
@@ -115,12 +132,14 @@ class DaskEngine:
             "tasks": self.costs.summary(),
         }
 
-    def _run(self, phase: str, func: Callable[..., Any], argument_lists: list[tuple[Any, ...]]) -> list[Any]:
+    def _run(self, phase: str, func: Callable[..., Any], argument_lists: list[tuple[Any, ...]], run: str) -> list[Any]:
         """One task per argument tuple; results in submission order; progress as they finish."""
         from distributed import as_completed
 
         futures = [
-            self.client.submit(func, *args, key=f"cellfeatures-{phase}-{i}-{uuid.uuid4().hex[:8]}", pure=False)
+            self.client.submit(
+                guarded_task, run, func, *args, key=f"cellfeatures-{phase}-{i}-{uuid.uuid4().hex[:8]}", pure=False
+            )
             for i, args in enumerate(argument_lists)
         ]
         index = {f.key: i for i, f in enumerate(futures)}
@@ -132,10 +151,16 @@ class DaskEngine:
                     self.tick(phase, done, len(futures))
                 if self.on_task_done:
                     self.on_task_done(phase, done, len(futures))
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                self.client.cancel(futures)
+            if isinstance(exc, CellFeaturesError | KeyboardInterrupt) or not _lost_cluster(exc):
+                raise
+            where = self.spec.address or "the LocalCluster"
+            raise ExecutionError(
+                f"lost the Dask scheduler at {where} during {phase} ({type(exc).__name__}: {one_line(exc, 200)}); "
+                f"nothing was published and the scratch files were removed: rerun the build once the cluster is back"
+            ) from None
         return results
 
     def run_two_phase(self, plan: Any, ranges: list[tuple[int, int]]) -> pl.DataFrame:
@@ -149,14 +174,79 @@ class DaskEngine:
                 "synapse ranges",
                 sr.spill_range_task,
                 [(plan, a, b, t) for (a, b), t in zip(ranges, targets, strict=True)],
+                run,
             )
             self.costs.phase2 = self._run(
-                "synapse buckets", sr.aggregate_bucket_task, [(targets, k, plan.flags) for k in range(plan.buckets)]
+                "synapse buckets",
+                sr.aggregate_bucket_task,
+                [(targets, k, plan.flags) for k in range(plan.buckets)],
+                run,
             )
         finally:
-            _remove(run)
+            close_run(run)
+            self._drop_mark_when_idle(run)
         parts = [p for result in self.costs.phase2 for p in result["parts"]]
         return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def _lost_cluster(exc: BaseException) -> bool:
+    """A failure of the cluster (scheduler gone, connection closed, futures cancelled), not of a task."""
+    import asyncio
+    import concurrent.futures
+
+    names = {type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e is not None}
+    lost = {"CommClosedError", "FutureCancelledError", "CancelledError", "TimeoutError", "StreamClosedError"}
+    return bool(names & lost) or isinstance(
+        exc, OSError | TimeoutError | asyncio.CancelledError | concurrent.futures.CancelledError
+    )
+
+
+CLOSED = ".closed"  # beside a run folder: the client is done with it; tasks still running write nothing
+
+
+def close_run(run: str) -> None:
+    """Mark a run closed, then remove its folder: a task still running on a worker (the scheduler lost,
+    the client gone) sees the mark and writes nothing, or removes what it just wrote."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(run + CLOSED)
+    with contextlib.suppress(Exception):
+        fs.makedirs(fs._parent(path), exist_ok=True)
+        fs.pipe_file(path, b"closed")
+    _remove(run)
+
+
+def guarded_task(run: str, func: Callable[..., Any], *args: Any) -> Any:
+    """Runs on a worker: the task, unless its run was closed; a scratch it cannot use names worker and path."""
+    import socket
+
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(run)
+    if fs.exists(path + CLOSED):
+        return None
+    try:
+        result = func(*args)
+    except OSError as exc:
+        try:
+            from distributed import get_worker
+
+            worker = get_worker().address
+        except Exception:
+            worker = "?"
+        raise ExecutionError(
+            f"worker {worker} on {socket.gethostname()} cannot use the scratch {run} "
+            f"({exc.strerror or type(exc).__name__}: {exc.filename or one_line(exc)}); set [execution] scratch to "
+            f"a path every worker can write (a read-only or node-local folder will not do)"
+        ) from None
+    if fs.exists(path + CLOSED):  # closed while this task ran: leave nothing behind
+        target = result.get("target") if isinstance(result, dict) else None
+        with contextlib.suppress(Exception):
+            if target:
+                _remove(target)
+            fs.rmdir(path)
+        return None
+    return result
 
 
 def _remove(url: str) -> None:
@@ -167,47 +257,100 @@ def _remove(url: str) -> None:
         fs.rm(path, recursive=True)
 
 
-def _probe_write(url: str, text: str) -> str:
-    """Runs on a worker: write a small file under scratch (the client then reads it back)."""
+def _probe_write(scratch_url: str, token: str) -> dict[str, str]:
+    """Runs on every worker: write a small file under scratch; report the host, the path and any error."""
+    import os
     import socket
 
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(url)
-    fs.makedirs(fs._parent(path), exist_ok=True)
-    with fs.open(path, "w") as fh:
-        fh.write(text)
-    return socket.gethostname()
+    url = f"{scratch_url}/probe-{token}-{socket.gethostname()}-{os.getpid()}.txt"
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        fs.makedirs(fs._parent(path), exist_ok=True)
+        with fs.open(path, "w") as fh:
+            fh.write(token)
+    except Exception as exc:  # reported per worker, naming it and the path
+        return {"host": socket.gethostname(), "url": url, "error": f"{type(exc).__name__}: {exc}"}
+    return {"host": socket.gethostname(), "url": url, "error": ""}
 
 
 def probe_scratch(client: Any, scratch_url: str, timeout_s: float = 60.0) -> None:
-    """Before any work: can a worker write to scratch, and can this process read what it wrote?"""
+    """Before any work: can *every* worker write to scratch, and can this process read what each wrote?
+
+    Workers that join later are checked by their first task, which names the worker and the path if it
+    cannot write (see `guarded_task`).
+    """
     import fsspec
 
     token = uuid.uuid4().hex
-    url = f"{scratch_url.rstrip('/')}/probe-{token}.txt"
-    future = client.submit(_probe_write, url, token, key=f"cellfeatures-probe-{token[:8]}", pure=False)
+    scratch = scratch_url.rstrip("/")
     try:
-        host = future.result(timeout=timeout_s)
+        answers = client.run(_probe_write, scratch, token, wait=True)
     except Exception as exc:
+        raise ExecutionError(f"cannot probe scratch {scratch_url!r} on the Dask workers ({one_line(exc)})") from None
+    problems = []
+    for worker, answer in sorted(answers.items()):
+        if answer["error"]:
+            problems.append(f"worker {worker} on {answer['host']} cannot write {answer['url']} ({answer['error']})")
+            continue
+        try:
+            fs, path = fsspec.core.url_to_fs(answer["url"])
+            with fs.open(path, "r") as fh:
+                seen = fh.read()
+        except Exception as exc:
+            seen = f"<{type(exc).__name__}: {exc}>"
+        with contextlib.suppress(Exception):
+            _remove(answer["url"])
+        if seen != token:
+            problems.append(
+                f"scratch {scratch_url!r} is not shared: worker {worker} on {answer['host']} wrote "
+                f"{answer['url']}, which this machine cannot read back ({seen[:120]})"
+            )
+    if problems:
+        writable = "is not writable by the Dask workers" if "cannot write" in problems[0] else "is not shared"
         raise ExecutionError(
-            f"scratch {scratch_url!r} is not writable by the Dask workers ({type(exc).__name__}: {exc}); "
-            f"set [execution] scratch to a path or URL every worker can write"
-        ) from None
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-        with fs.open(path, "r") as fh:
-            seen = fh.read()
-    except Exception as exc:
-        seen = f"<{type(exc).__name__}: {exc}>"
-    with contextlib.suppress(Exception):
-        _remove(url)
-    if seen != token:
-        raise ExecutionError(
-            f"scratch {scratch_url!r} is not shared: a worker on {host} wrote a file there that this machine "
-            f"cannot read back ({seen[:120]}); use a shared filesystem or object storage every worker and the "
-            f"client can reach"
+            f"scratch {scratch_url!r} {writable}: {problems[0]}"
+            + (f" (and {len(problems) - 1} more worker(s))" if len(problems) > 1 else "")
+            + "; set [execution] scratch to a path or URL every worker and the client can reach and write"
         )
+
+
+def connect(distributed: Any, address: str, timeout_s: float) -> Any:
+    """A client of the scheduler at `address`, or a clear error within about `timeout_s`.
+
+    Why a thread: distributed bounds the TCP connect by its timeout but not the handshake, so a port that
+    accepts and never answers (the dashboard, :8787, an easy typo for :8786) hung a build past 10 minutes,
+    and a service answering HTTP made the client read "HTTP/1.1" as a message length (MemoryError).
+    """
+    box: dict[str, Any] = {}
+    started = time.perf_counter()
+
+    def attempt() -> None:
+        try:
+            box["client"] = distributed.Client(address, timeout=f"{timeout_s}s", set_as_default=False)
+        except BaseException as exc:  # any failure is reported below, naming the address
+            box["error"] = exc
+
+    thread = threading.Thread(target=attempt, name="cellfeatures-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout_s + 2.0)
+    waited = time.perf_counter() - started
+    if thread.is_alive():
+        raise ExecutionError(
+            f"no Dask scheduler answered at {address} within {waited:.0f} s: the port accepts connections but "
+            f"does not speak the scheduler's protocol (the dashboard, usually :8787, instead of the scheduler, "
+            f"usually :8786?); `dask scheduler` prints its address"
+        )
+    error = box.get("error")
+    if error is not None:
+        kind = "reach the Dask scheduler" if isinstance(error, OSError | TimeoutError) else "talk to a Dask scheduler"
+        raise ExecutionError(
+            f"cannot {kind} at {address} (gave up after {waited:.1f} s: {type(error).__name__}: "
+            f"{one_line(error, 200)}); check the address (`dask scheduler` prints it; a web service such as the "
+            f"dashboard answers HTTP there) and that this machine can reach it"
+        )
+    return box["client"]
 
 
 def _import_distributed() -> Any:
@@ -232,15 +375,7 @@ def open_engine(
     scratch = spec.scratch or default_scratch
     with contextlib.ExitStack() as stack:
         if spec.address:
-            started = time.perf_counter()
-            try:
-                client = distributed.Client(spec.address, timeout=f"{spec.connect_timeout_s}s", set_as_default=False)
-            except (OSError, TimeoutError) as exc:
-                raise ExecutionError(
-                    f"cannot reach the Dask scheduler at {spec.address} (gave up after "
-                    f"{time.perf_counter() - started:.1f} s: {type(exc).__name__}: {str(exc)[:200]}); check the "
-                    f"address (`dask scheduler` prints it) and that this machine can reach it"
-                ) from None
+            client = connect(distributed, spec.address, spec.connect_timeout_s)
         else:
             cluster = distributed.LocalCluster(
                 n_workers=spec.workers,

@@ -85,6 +85,69 @@ def _scan(ctx: BuildContext, block: dict[str, Any]) -> tuple[str, pl.LazyFrame]:
     return str(path), coerce_wire(read_table_file(path), str(path))
 
 
+# What a declared unit implies about the values (a rule per family of units; anything else: finite numbers).
+COUNT_UNITS = {"count", "n"}
+FRACTION_UNITS = {"fraction", "frac"}
+VOLUME_UNITS = {"um3", "nm3", "mm3", "vx"}  # positive
+AREA_UNITS = {"um2", "nm2", "mm2"}  # non-negative (a nucleus without folds has a fold area of 0)
+NUMERIC_KINDS = ("Float64", "Int64")
+
+
+def implied_dtype(unit: str, source_dtype: str) -> str:
+    """The catalogue dtype a unit implies: counts are integers, other units numbers; "" keeps the source's."""
+    if unit in COUNT_UNITS:
+        return "Int64"
+    if unit and source_dtype not in NUMERIC_KINDS:
+        return "Float64"
+    return source_dtype
+
+
+def check_values(frame: pl.DataFrame, table: str, column: str, unit: str, dtype: str) -> None:
+    """Refuse values the declared unit rules out, naming nuclei: text in a numeric column, a negative or
+    fractional count, a fraction outside [0, 1], a non-positive volume, a negative area, an infinity.
+    NaN is how pandas writes "missing": it is read as null (not measured), never refused."""
+    values = frame.get_column(column)
+    if values.dtype == pl.String and (unit or dtype != "String"):
+        text = values.filter(values.is_not_null() & values.cast(pl.Float64, strict=False).is_null())
+        if text.len():
+            raise SchemaError(
+                table,
+                f"- column {column!r} (unit {unit or 'none'}): {text.len()} value(s) are not numbers, e.g. "
+                f"{text.unique().head(5).to_list()}; a text cell turns a numeric feature into text",
+            )
+        values = values.cast(pl.Float64)
+    if values.dtype == pl.String or values.dtype == pl.Boolean:
+        # a text column with no unit (categories), or flags
+        mixed = values.cast(pl.Float64, strict=False) if values.dtype == pl.String else None
+        if mixed is not None and 0 < mixed.is_not_null().sum() < values.is_not_null().sum():
+            shown = values.filter(values.is_not_null() & mixed.is_null()).unique().head(5).to_list()
+            raise SchemaError(table, f"- column {column!r} mixes numbers and text, e.g. {shown}: declare a unit")
+        return
+    number = values.cast(pl.Float64).fill_nan(None)
+    rules: list[tuple[pl.Series, str]] = [(number.is_infinite(), "infinite (use null for 'not measured')")]
+    if unit in COUNT_UNITS:
+        rules.append(((number < 0) | (number % 1 != 0), "not a count (a non-negative integer)"))
+    elif unit in FRACTION_UNITS:
+        rules.append(((number < 0) | (number > 1), "outside [0, 1] for a fraction"))
+    elif unit in VOLUME_UNITS:
+        rules.append((number <= 0, f"not positive for a volume in {unit}"))
+    elif unit in AREA_UNITS:
+        rules.append((number < 0, f"negative for an area in {unit}"))
+    for bad, what in rules:
+        bad = bad.fill_null(False)
+        if bad.any():
+            shown = frame.filter(bad).select("nucleus_id", column).head(5).rows()
+            raise SchemaError(
+                table,
+                f"- column {column!r} (unit {unit or 'none'}): {int(bad.sum())} value(s) {what}, e.g. "
+                + ", ".join(f"nucleus {n}: {v!r}" for n, v in shown),
+            )
+
+
+def _nan_to_null(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    return expr.fill_nan(None) if dtype.is_float() else expr
+
+
 def column_dtypes(ctx: BuildContext, cfg: dict[str, Any]) -> dict[str, dict[str, str]]:
     """The catalogue dtype of each declared column, from the table's schema."""
     out: dict[str, dict[str, str]] = {}
@@ -98,7 +161,7 @@ def column_dtypes(ctx: BuildContext, cfg: dict[str, Any]) -> dict[str, dict[str,
             dtype = _DTYPES.get(schema[column])  # type: ignore[call-overload]
             if dtype is None:
                 raise ConfigError(f"external table {table!r} column {column!r}: unsupported dtype {schema[column]}")
-            out[name][column] = dtype
+            out[name][column] = implied_dtype(block["columns"][column], dtype)
     return out
 
 
@@ -110,23 +173,21 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
         key = block.get("key", "nucleus_id")
         if key not in lf.collect_schema():
             raise ConfigError(f"external table {table!r} has no key column {key!r}")
-        cols = [
-            pl.col(c).cast(getattr(pl, dtypes[name][c])).alias(output_name(name, block, c, u))
-            for c, u in block["columns"].items()
-        ]
-        frame = lf.select(pl.col(key).cast(pl.Int64).alias("nucleus_id"), *cols).collect()
+        raw = lf.select(pl.col(key).cast(pl.Int64).alias("nucleus_id"), *block["columns"]).collect()
+        for column, unit in block["columns"].items():
+            check_values(raw, table, column, unit, dtypes[name][column])
+        frame = raw.select(
+            "nucleus_id",
+            *[
+                _nan_to_null(pl.col(c), raw.schema[c])
+                .cast(getattr(pl, dtypes[name][c]))
+                .alias(output_name(name, block, c, u))
+                for c, u in block["columns"].items()
+            ],
+        )
         nulls = frame.filter(pl.col("nucleus_id").is_null()).height
         if nulls:
             raise SchemaError(table, f"- key column {key!r} has {nulls} null key(s)")
-        for out_name in frame.columns[1:]:
-            if frame[out_name].dtype.is_float():
-                bad = frame.filter(pl.col(out_name).is_infinite())
-                if bad.height:
-                    raise SchemaError(
-                        table,
-                        f"- column for {out_name!r}: {bad.height} infinite value(s), e.g. nucleus "
-                        f"{bad['nucleus_id'].head(5).to_list()}; use null for 'not measured'",
-                    )
         dupes = frame.filter(pl.col("nucleus_id").is_duplicated())["nucleus_id"].unique().sort()
         if dupes.len():
             raise SchemaError(

@@ -279,9 +279,30 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
         out = out.join(frame, on="nucleus_id", how="left")
     missing = [n for n in [s.name for s in features(cfg)] if n not in out.collect_schema().names()]
     out = out.with_columns([pl.lit(None, dtype=_dtype(n, cfg)).alias(n) for n in missing])
-    return out.with_columns([pl.col(name).fill_null(value) for name, value in zero.items()]).select(
-        "nucleus_id", *[s.name for s in features(cfg)]
-    )
+    out = out.with_columns([pl.col(name).fill_null(value) for name, value in zero.items()])
+    names = [s.name for s in features(cfg)]
+    subset = ctx.source.info(syn_table).cells_from
+    if subset:  # fetched for chosen cells: every other cell's synapses are partial, so not measured
+        chosen = ctx.scan(subset).select("target_id").collect().get_column("target_id").implode()
+        out = out.with_columns(
+            pl.when(pl.col("nucleus_id").is_in(chosen)).then(pl.col(n)).otherwise(None).alias(n) for n in names
+        )
+    return out.select("nucleus_id", *names)
+
+
+def coverage(matrix: pl.DataFrame, identity: pl.DataFrame, subset: str | None) -> dict[str, Any]:
+    """How many cells have synapse features, and why the others have none (the run summary and cards say it)."""
+    flags = identity.select("nucleus_id", "multi_soma", "missing_root")
+    cells = matrix.select("nucleus_id", "syn_in_count", "syn_out_count").join(flags, on="nucleus_id", how="left")
+    measured = pl.col("syn_in_count").is_not_null()
+    counts = cells.select(
+        measured.sum().alias("with_synapse_features"),
+        (measured & (pl.col("syn_in_count") + pl.col("syn_out_count") == 0)).sum().alias("no_synapses"),
+        (~measured & pl.col("missing_root")).sum().alias("root_0"),
+        (~measured & pl.col("multi_soma") & ~pl.col("missing_root")).sum().alias("multi_soma"),
+        (~measured & ~pl.col("multi_soma") & ~pl.col("missing_root")).sum().alias("outside_fetched_cells"),
+    ).row(0, named=True)
+    return {"cells": matrix.height, **{k: int(v) for k, v in counts.items()}, "cells_from": subset}
 
 
 def _two_phase(

@@ -32,7 +32,7 @@ class _Wire(pa.DataFrameModel):
 
 
 class _Annotation(_Wire):
-    id: int = pa.Field(unique=True)
+    id: int = pa.Field(unique=True, ge=0)  # CAVE ids are never negative: a negative nucleus id is no cell
     valid: bool = pa.Field(nullable=True)
 
 
@@ -53,7 +53,7 @@ class NucleusWire(_Annotation):
 class CellTypeWire(_Annotation):
     """Reference cell-type tables (manual or model): target_id = nucleus id."""
 
-    target_id: int
+    target_id: int = pa.Field(ge=0)
     cell_type: str = pa.Field(nullable=True)
 
 

@@ -48,9 +48,13 @@ class TableInfo:
     #: label tables a generator looked at when it made this table (synthetic tables conditioned on a
     #: cell class); a dataset labelled from one of them must not use features computed from this table
     conditioned_on: tuple[str, ...] = ()
+    #: a synapse table fetched for chosen cells only (CAVE mode "cells", static keep = "cells") holds the
+    #: complete synapses of the cells of this label table and partial ones of every other cell
+    cells_from: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "cells_from": self.cells_from,
             "conditioned_on": list(self.conditioned_on),
             "name": self.name,
             "origin": self.origin,

@@ -10,10 +10,16 @@ from cellfeatures.sources.base import Source
 
 
 def make_source(
-    cfg: dict[str, Any], tables: list[str] | None = None, progress: Callable[[str], None] | None = None
+    cfg: dict[str, Any],
+    tables: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    names: dict[str, Any] | None = None,
 ) -> Source:
-    """`tables`: what the build will read (a cave source fetches exactly those); `progress` hears slow first steps."""
-    kind = cfg.get("kind", "sample")
+    """`tables`: what the build will read (a cave or static source fetches exactly those); `progress` hears
+    slow first steps; `names`: the nucleus, synapse and tag tables (a static keep = "cells" fetch needs them)."""
+    kind = cfg.get("kind")
+    if kind is None:
+        raise ConfigError('[source] has no `kind`: name the source (e.g. kind = "snapshot" or kind = "sample")')
     if kind == "sample":
         from cellfeatures.sources.sample import SampleSource
 
@@ -42,6 +48,10 @@ def make_source(
         except TypeError as exc:
             raise ConfigError(f"[source] synthetic: {exc}") from exc
         return SyntheticSource(spec, cache_dir=cfg.get("cache_dir"))
+    if kind == "static":
+        from cellfeatures.sources.static.fetch import StaticSource
+
+        return StaticSource.from_config(cfg, tables or [], **(names or {}))
     if kind == "cave":
         from cellfeatures.sources.cave.snapshotter import CaveSource
 

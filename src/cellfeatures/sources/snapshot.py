@@ -125,6 +125,12 @@ def count_rows(path: Path) -> int:
         raise SourceError(f"cannot read {path}: {one_line(exc)}") from None
 
 
+def _one_subset(table: str, subset: set[str]) -> str | None:
+    if len(subset) > 1:
+        raise SourceError(f"table {table!r}: its parts were fetched for the cells of different tables {sorted(subset)}")
+    return next(iter(subset), None)
+
+
 class SnapshotSource(Source):
     """Tables from local files (see module doc)."""
 
@@ -269,6 +275,7 @@ class SnapshotSource(Source):
         parts = []
         kind, source = "cave", "snapshot"
         conditioned: set[str] = set()
+        subset: set[str] = set()
         for path in self.files(table):
             entry = self._root_entry(path, table)
             rel = f"{table}/{path.name}" if path.parent.name == table else path.name
@@ -278,6 +285,9 @@ class SnapshotSource(Source):
             parts.append(TablePart(name=rel, origin=origin, rows=rows if rows is not None else count_rows(path)))
             kind = entry.get("kind", kind)
             conditioned.update(entry.get("conditioned_on", []))
+            fetch: dict[str, Any] = entry["fetch"] if isinstance(entry.get("fetch"), dict) else {}
+            if fetch.get("mode") == "cells" and fetch.get("cells_from"):
+                subset.add(str(fetch["cells_from"]))
             source = entry.get("source", source) if source == "snapshot" else source
         return TableInfo(
             name=table,
@@ -287,14 +297,18 @@ class SnapshotSource(Source):
             source=source,
             parts=tuple(parts),
             conditioned_on=tuple(sorted(conditioned)),
+            cells_from=_one_subset(table, subset),
         )
 
     def table_fingerprint(self, table: str) -> dict[str, Any]:
         files = self.files(table)
         hashes = [cached_sha256(p) for p in files]
         for path, digest in zip(files, hashes, strict=True):
-            declared = self._root_entry(path, table).get("sha256")
-            if declared and len(files) == 1 and declared != digest:
+            entry = self._root_entry(path, table)
+            rel = f"{table}/{path.name}" if path.parent.name == table else path.name
+            part: dict[str, Any] = next((p for p in entry.get("parts", []) if p.get("file") == rel), {})
+            declared = part.get("sha256") or (entry.get("sha256") if len(files) == 1 else None)
+            if declared and declared != digest:
                 raise SourceError(
                     f"table {table!r}: {path} does not match the SHA-256 its snapshot manifest records: the file "
                     f"was modified or corrupted after it was fetched; fetch it again"

@@ -78,12 +78,13 @@ def build_version(
     config = config or default_config()
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
-    source = source or make_source(config.source, config.tables_needed(), progress=say)
+    source = source or make_source(config.source, config.tables_needed(), progress=say, names=config.table_roles())
     config, skipped = config.for_tables(set(source.tables()), strict)
     for item in skipped:
         say(f"skipped {item['family']}: {item['table']} — {item['why']}")
     say(f"fingerprinting source {source.describe()}")
     fingerprint = source.fingerprint()
+    _refuse_empty_tables(config, fingerprint)
     version = version_id(fingerprint, config.feature_set())
     final = root / version
     engine: Any = contextlib.nullcontext(None)
@@ -222,9 +223,34 @@ def _build_into(
             "attributable": int(identity["attributable"].sum()),
         },
         "features": {s.name: {**column_stats(df, s, feature_origin(s)), "inputs": feature_inputs(s)} for s in specs},
+        "synapse_coverage": _synapse_coverage(df, identity, config, infos),
         "execution": engine.describe() if engine is not None else {"engine": "local"},
         "build_seconds": round(time.perf_counter() - started, 3),
         "peak_rss_bytes": peak_rss_bytes(),
     }
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     return manifest
+
+
+def _synapse_coverage(
+    df: pl.DataFrame, identity: pl.DataFrame, config: Config, infos: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Cells with synapse features and why the others have none, when the synapse family was built."""
+    from cellfeatures.pipelines.synapses import coverage
+
+    if "syn_in_count" not in df.columns:
+        return None
+    table = config.features.get("synapses", {}).get("synapse_table", "synapses_pni_2")
+    return coverage(df, identity, infos.get(table, {}).get("cells_from"))
+
+
+def _refuse_empty_tables(config: Config, fingerprint: dict[str, Any]) -> None:
+    """A required table with 0 rows would publish every cell as measured zero (or no cell at all)."""
+    rows = {t: entry.get("rows") for t, entry in fingerprint.get("tables", {}).items() if isinstance(entry, dict)}
+    empty = [(t, why) for t, why in config.required_tables().items() if rows.get(t) == 0]
+    if empty:
+        listed = "; ".join(f"{t!r} (needed by {why})" for t, why in empty)
+        raise SourceError(
+            f"required table(s) with 0 rows: {listed}. An empty table is a failed export or fetch, not data: "
+            f"fetch it again, or remove the family from the config"
+        )

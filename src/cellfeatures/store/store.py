@@ -59,6 +59,8 @@ class FeatureStore:
         if root is not None:
             self.root = Path(root).expanduser().resolve()
             self.found_by = "the path given"
+            if config is not None:  # a root and a config: the config is what build() builds (never dropped)
+                self.config = config if isinstance(config, Config) else load_config(Path(config))
         else:
             self.config = (
                 config if isinstance(config, Config) else load_config(Path(config)) if config else default_config()

@@ -1,0 +1,1 @@
+"""The public static exports of a CAVE datastack: layout, download, conversion, fetch."""
