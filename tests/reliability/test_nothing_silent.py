@@ -415,3 +415,42 @@ def test_a_quick_one_seed_baseline_never_hides_the_headline_report(project_copy:
     quick, _ = baseline_report(FeatureStore(config=config), ds, seeds=(0,), models=("majority",))
     assert quick.parent != headline
     assert latest_report(ds, config.datasets_root) == headline, "the newer one-seed report stays reachable by key only"
+
+
+@pytest.mark.fault
+def test_ctrl_c_during_the_fits_is_one_calm_line_and_the_rerun_resumes(project_copy: Path) -> None:
+    import signal
+    import time
+
+    config = str(project_copy / "configs" / "sample.toml")
+    command = [
+        sys.executable,
+        "-m",
+        "cellfeatures.cli",
+        "baseline",
+        "column_types",
+        "--seeds",
+        "0,1",
+        "--config",
+        config,
+    ]
+    command += ["--models", "majority,logistic_regression,random_forest"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    cache = _dataset(project_copy).path / "baselines" / ".fits"
+    before = len(list(cache.glob("*.joblib"))) if cache.exists() else 0
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if cache.exists() and len(list(cache.glob("*.joblib"))) > before + 2:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "the stage ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "BrokenProcessPool" not in err, err[-3000:]
+    assert "interrupted" in err or "worker process died" in err
+    kept = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.joblib")}
+    assert len(kept) > before, "the fits finished before Ctrl-C were kept"
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert all((cache / name).stat().st_mtime_ns == t for name, t in kept.items()), "kept fits were not redone"

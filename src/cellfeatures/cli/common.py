@@ -131,6 +131,14 @@ def clean_errors() -> Iterator[None]:
     except CLI_ERRORS as exc:
         err.print(f"[bold red]error:[/] {escape(describe_error(exc))}", markup=True)
         raise typer.Exit(code=2) from None
+    except Exception as exc:
+        if type(exc).__name__ not in ("TerminatedWorkerError", "BrokenProcessPool"):
+            raise
+        err.print(
+            "a worker process died (Ctrl-C reached it, or the system killed it: out of memory?); nothing "
+            "half-written was published and finished fits are cached: run the same command again to resume"
+        )
+        raise typer.Exit(code=130) from None
     except KeyboardInterrupt as exc:
         done = f" ({exc.args[0]})" if exc.args and not isinstance(exc, Terminated) else ""
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"

@@ -42,9 +42,9 @@ from cellfeatures.sources.static.exports import (
 )
 
 Progress = Callable[[str, int, int | None], None]  # (what, bytes done, bytes total)
-# Parquet parts take ~0.6x the gzip CSV's bytes (measured on synapse-shaped exports); the download and
-# the parts coexist until the conversion ends.
-PARQUET_PER_GZIP_BYTE = 0.8
+# LZ4 Parquet parts take 1.20x the gzip CSV's bytes (measured at 20M and 100M synapse rows, see
+# benchmarks/README.md); the download and the parts coexist until the conversion ends.
+PARQUET_PER_GZIP_BYTE = 1.25
 
 
 @dataclass(frozen=True)
