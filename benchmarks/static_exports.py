@@ -134,7 +134,7 @@ def step_convert(url: str, data: Path, work: Path) -> dict:
 
 def step_convert_cells(url: str, data: Path, work: Path) -> dict:
     """The conversion keeping only the synapses of the labelled cells (keep = "cells"): pandas' job, exactly."""
-    from cellfeatures.sources.static.convert import convert_export
+    from cellfeatures.sources.static.convert import RowFilter, convert_export
     from cellfeatures.sources.static.exports import parse_sidecar
 
     header = data.with_name(data.name.replace(".csv.gz", "_header.csv"))
@@ -143,7 +143,7 @@ def step_convert_cells(url: str, data: Path, work: Path) -> dict:
     out = work / "converted_cells"
     out.mkdir()
     columns = parse_sidecar(header.read_text(), SYN, str(header))
-    result = convert_export(data, columns, SYN, out, keep=lambda frame: frame.filter(touches))
+    result = convert_export(data, columns, SYN, out, keep=RowFilter(("pre_pt_root_id", "post_pt_root_id"), touches))
     return {"rows": result.rows_read, "kept": result.rows}
 
 

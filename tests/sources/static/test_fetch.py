@@ -101,8 +101,19 @@ def _brute_force(export: Path, root: int) -> dict[str, int]:
     }
 
 
+@pytest.fixture(scope="module")
+def known_neuron(sample_exports: Path) -> dict[str, int]:
+    """The real neuron's counts, partners and size sums, computed by hand from the export's text."""
+    return _brute_force(sample_exports / BUCKET_PREFIX / "v1300" / SYN_FILE, REAL_SYNAPSE_ROOT)
+
+
+def _neuron_row(snapshot: Path, matrix: pl.DataFrame) -> dict:
+    nuclei = SnapshotSource(snapshot).scan("nucleus_detection_v0").filter(pl.col("pt_root_id") == REAL_SYNAPSE_ROOT)
+    return matrix.filter(pl.col("nucleus_id") == nuclei.collect()["id"][0]).row(0, named=True)
+
+
 def test_fetch_over_flaky_http_then_build_gives_the_hand_computed_features_of_a_known_neuron(
-    sample_exports: Path, tmp_path: Path
+    sample_exports: Path, tmp_path: Path, known_neuron: dict[str, int]
 ) -> None:
     with StaticServer(sample_exports, fail_every=4, drop_bodies=2, drop_after=3_000_000, drop_only=SYN_FILE) as server:
         cfg = from_dict(
@@ -116,13 +127,8 @@ def test_fetch_over_flaky_http_then_build_gives_the_hand_computed_features_of_a_
         drops = [r for r in server.data_gets(SYN_FILE) if r.status in (200, 206)]
     assert any(r.status == 206 for r in drops), "a dropped body is resumed with a Range request"
     assert any(r.status == 503 for r in server.log), "503s were injected and retried"
-    matrix = version.load()
-    nucleus = (
-        SnapshotSource(tmp_path / "snap").scan("nucleus_detection_v0").filter(pl.col("pt_root_id") == REAL_SYNAPSE_ROOT)
-    )
-    nucleus_id = nucleus.collect()["id"][0]
-    row = matrix.filter(pl.col("nucleus_id") == nucleus_id).row(0, named=True)
-    expected = _brute_force(sample_exports / BUCKET_PREFIX / "v1300" / SYN_FILE, REAL_SYNAPSE_ROOT)
+    row = _neuron_row(tmp_path / "snap", version.load())
+    expected = known_neuron
     assert {k: row[k] for k in expected} == expected
     assert expected["syn_in_count"] > 1000 and expected["syn_out_count"] > 100  # a real neuron, really counted
     manifest = json.loads((tmp_path / "snap" / "manifest.json").read_text())
@@ -468,10 +474,12 @@ def test_a_full_disk_during_conversion_is_a_clear_error_and_publishes_nothing(
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def test_cli_fetch_then_build_with_the_shipped_static_config(sample_exports: Path, tmp_path: Path) -> None:
+def test_cli_fetch_then_build_with_the_shipped_static_config(
+    sample_exports: Path, tmp_path: Path, known_neuron: dict[str, int]
+) -> None:
     shipped = load_config(Path(__file__).parents[3] / "configs" / "minnie65_static.toml")
     assert shipped.source["kind"] == "static" and shipped.source["version"] == 1300
-    with StaticServer(sample_exports, fail_every=5) as server:
+    with StaticServer(sample_exports, fail_every=5, drop_bodies=2, drop_after=2_000_000, drop_only=SYN_FILE) as server:
         config = tmp_path / "configs" / "static.toml"
         config.parent.mkdir()
         config.write_text(
@@ -501,4 +509,7 @@ def test_cli_fetch_then_build_with_the_shipped_static_config(sample_exports: Pat
         assert "synapse features: " in built.output and "multi-soma" in built.output
         again = runner.invoke(app, ["fetch", "--config", str(config)])
     assert "already converted" in again.output
-    assert (tmp_path / "static_exports" / "minnie65_public" / "v1300" / "manifest.json").exists()
+    snapshot = tmp_path / "static_exports" / "minnie65_public" / "v1300"
+    assert (snapshot / "manifest.json").exists()
+    row = _neuron_row(snapshot, FeatureStore(tmp_path / "features").load())
+    assert {k: row[k] for k in known_neuron} == known_neuron, "fetch then build: the hand-computed numbers"

@@ -124,3 +124,30 @@ def test_written_exports_round_trip_every_type(tmp_path: Path) -> None:
     convert_export(data, parse_sidecar(header.read_text(), "t", "h"), "t", tmp_path / "o")
     back = pl.read_parquet(tmp_path / "o" / "part-00000.parquet").select(frame.columns)
     assert back.equals(frame.sort("id"))
+
+
+def test_keeping_rows_parses_only_the_kept_lines_in_full_and_equals_the_full_parse(tmp_path: Path) -> None:
+    from cellfeatures.sources.static.parse import parse_kept
+
+    columns = parse_sidecar("id,bigint\nroot,bigint\nflag,boolean\nnote,text\n", "t", "s")
+    text = "".join(f"{i},{i % 5},{'t' if i % 2 else 'f'},n{i}\n" for i in range(5000))
+    path = _gzip(tmp_path, text.encode())
+    keep = pl.col("root").is_in([1, 3])
+    kept, read = [], 0
+    for block in BlockReader(path, "t", block_bytes=4096):
+        frame, n = parse_kept(block, columns, "t", ("root",), keep)
+        kept.append(frame)
+        read += n
+    full = pl.concat([parse_block(b, columns, "t") for b in BlockReader(path, "t", block_bytes=4096)])
+    assert read == 5000
+    assert pl.concat(kept).equals(full.filter(keep))
+
+
+def test_a_bad_value_in_a_kept_row_still_names_its_line(tmp_path: Path) -> None:
+    from cellfeatures.sources.static.parse import parse_kept
+
+    columns = parse_sidecar("id,bigint\nroot,bigint\nflag,boolean\n", "t", "s")
+    text = "".join(f"{i},{i % 5},{'maybe' if i == 3001 else 't'}\n" for i in range(5000))
+    with pytest.raises(SourceError, match=r"line 3002, column 'flag': 'maybe' is not a boolean"):
+        for block in BlockReader(_gzip(tmp_path, text.encode()), "t", block_bytes=4096):
+            parse_kept(block, columns, "t", ("root",), pl.col("root") == 1)

@@ -25,14 +25,26 @@ import pyarrow.parquet as pq
 
 from cellfeatures.errors import SourceError
 from cellfeatures.sources.static.exports import ExportColumn
-from cellfeatures.sources.static.parse import BLOCK_BYTES, BlockReader, parse_block
+from cellfeatures.sources.static.parse import (
+    BLOCK_BYTES,
+    BlockReader,
+    parse_block,
+    parse_block_schema_empty,
+    parse_kept,
+)
 
 PART_ROWS = 2_000_000
 PART_COMPRESSION: Literal["lz4"] = "lz4"
 ROW_GROUP_ROWS = 256_000  # small enough that an id range reads little more than itself
 SAMPLE_EVERY = 997  # ids kept per block to place range edges when the file is not in id order
 
-RowFilter = Callable[[pl.DataFrame], pl.DataFrame]
+
+@dataclass(frozen=True)
+class RowFilter:
+    """Rows to keep: `predicate` over `columns` only (the other columns are parsed for kept rows alone)."""
+
+    columns: tuple[str, ...]
+    predicate: pl.Expr
 
 
 @dataclass
@@ -124,10 +136,12 @@ def convert_export(
     rows_read = 0
     try:
         for block in reader:
-            frame = parse_block(block, columns, table)
-            rows_read += frame.height
-            if keep is not None:
-                frame = keep(frame)
+            if keep is None:
+                frame = parse_block(block, columns, table)
+                rows_read += frame.height
+            else:
+                frame, read = parse_kept(block, columns, table, keep.columns, keep.predicate)
+                rows_read += read
             if key is not None and frame.height:
                 ids = frame.get_column(key)
                 if ids.null_count():
@@ -141,7 +155,7 @@ def convert_export(
         raise
     parts = writer.parts
     if not parts:  # an export with no rows still yields a readable, typed, empty table
-        empty = parse_block_schema(columns)
+        empty = parse_block_schema_empty(columns)
         empty.write_parquet(out / "part-00000.parquet")
         parts = [{"file": "part-00000.parquet", "rows": 0, "id_min": None, "id_max": None}]
     in_order = writer.in_order
@@ -157,13 +171,6 @@ def convert_export(
         in_id_order=in_order,
         seconds=time.perf_counter() - started,
     )
-
-
-def parse_block_schema(columns: list[ExportColumn]) -> pl.DataFrame:
-    """An empty frame with the wire dtypes the sidecar's types convert to."""
-    final = {"bool": pl.Boolean(), "timestamp": pl.Datetime("us", "UTC"), "timestamptz": pl.Datetime("us", "UTC")}
-    final["date"] = pl.Date()
-    return pl.DataFrame(schema={c.name: final.get(c.kind, c.read_dtype) for c in columns})
 
 
 def refuse_duplicates(sorted_ids: pl.Series, table: str) -> None:

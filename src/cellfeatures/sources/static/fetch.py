@@ -24,7 +24,7 @@ import polars as pl
 from cellfeatures._util.atomic import remove_stale_builds, write_file_atomically
 from cellfeatures._util.checksums import file_sha256
 from cellfeatures.errors import ConfigError, SourceError, TableNotFoundError, one_line
-from cellfeatures.sources.static.convert import PART_ROWS, ConvertResult, convert_export
+from cellfeatures.sources.static.convert import PART_ROWS, ConvertResult, RowFilter, convert_export
 from cellfeatures.sources.static.download import (
     HttpClient,
     NotFoundError,
@@ -242,7 +242,7 @@ class StaticFetcher:
         return dest, {"url": url, "bytes": dest.stat().st_size, "etag": remote.etag, **result}
 
     # ------------------------------------------------------------------ one table
-    def fetch(self, table: str, keep: Callable[[pl.DataFrame], pl.DataFrame] | None = None, mode: str = "all") -> None:
+    def fetch(self, table: str, keep: RowFilter | None = None, mode: str = "all") -> None:
         if self.is_complete(table, mode):
             entry = self._manifest()["tables"][table]
             self.reports.append(StaticReport(table, entry["rows"], entry["rows"], len(entry["parts"]), 0, 0, 0.0, True))
@@ -348,10 +348,6 @@ def _roots_of_cells(out: Path, cells_from: str, nucleus_table: str) -> pl.Series
     return roots.filter(roots != 0).unique().sort()
 
 
-def _row_filter(keep: pl.Expr) -> Callable[[pl.DataFrame], pl.DataFrame]:
-    return lambda frame: frame.filter(keep)
-
-
 def fetch_static(
     source_cfg: dict[str, Any],
     tables: Iterable[str],
@@ -392,12 +388,12 @@ def fetch_static(
         if table == synapse_table:
             roots = _roots_of_cells(target, settings.cells_from, nucleus_table).implode()
             touches = pl.col("pre_pt_root_id").is_in(roots) | pl.col("post_pt_root_id").is_in(roots)
-            fetcher.fetch(table, _row_filter(touches), mode="cells")
+            fetcher.fetch(table, RowFilter(("pre_pt_root_id", "post_pt_root_id"), touches), mode="cells")
         elif table == tag_table and synapse_table in order:
             from cellfeatures.sources.snapshot import SnapshotSource
 
             kept = SnapshotSource(target).scan(synapse_table).select("id").collect().get_column("id").implode()
-            fetcher.fetch(table, _row_filter(pl.col("target_id").is_in(kept)), mode="cells")
+            fetcher.fetch(table, RowFilter(("target_id",), pl.col("target_id").is_in(kept)), mode="cells")
         else:
             fetcher.fetch(table)
     return target, fetcher.reports, settings

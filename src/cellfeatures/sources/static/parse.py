@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from isal import igzip
 
@@ -261,3 +262,54 @@ def diagnose(block: Block, columns: list[ExportColumn], table: str) -> SourceErr
                     f"table {table!r}, line {line}, column {column.name!r}: {value!r} is not a {column.pg_type}"
                 )
     return SourceError(f"table {table!r}: lines {block.first_line}-{block.first_line + block.lines - 1} do not parse")
+
+
+def parse_kept(
+    block: Block, columns: list[ExportColumn], table: str, keep_columns: tuple[str, ...], keep: pl.Expr
+) -> tuple[pl.DataFrame, int]:
+    """(the block's rows where `keep` holds, all columns; the block's row count), parsing every column only
+    for those rows.
+
+    Why: `keep = "cells"` keeps ~1% of the synapse table; parsing the two root columns first (Polars'
+    column projection: 0.05 s against 0.17 s per 64 MiB block) and then only the kept lines in full is
+    what brings the job under the pandas way's time by more than its decompression floor allows the full
+    parse. Quoted blocks, and any block whose kept lines do not parse, take the full path (its errors
+    name the right line).
+    """
+    names = [c.name for c in columns]
+    if block.start == 0 and block.end < 0:  # a quoted block, or the record spanning two chunks
+        frame = parse_block(block, columns, table)
+        return frame.filter(keep), frame.height
+    try:
+        probe = pl.read_csv(
+            block.text,
+            has_header=False,
+            new_columns=names,
+            schema={c.name: c.read_dtype for c in columns},
+            columns=[names.index(c) for c in keep_columns],
+            skip_lines=1,
+            n_rows=block.lines,
+        )
+    except pl.exceptions.PolarsError:
+        raise diagnose(block, columns, table) from None
+    if probe.height != block.lines:
+        raise diagnose(block, columns, table)
+    rows = probe.select(keep.alias("_keep")).to_series().fill_null(False).to_numpy().nonzero()[0]
+    if len(rows) == 0:
+        return parse_block_schema_empty(columns), block.lines
+    text = np.frombuffer(block.text, np.uint8, count=block.stop - block.start, offset=block.start)
+    ends = np.flatnonzero(text == 10) + block.start + 1
+    starts = np.concatenate(([block.start], ends[:-1]))
+    kept = b"".join(block.text[a:b] for a, b in zip(starts[rows].tolist(), ends[rows].tolist(), strict=True))
+    try:
+        return parse_block(Block(kept, block.first_line, len(rows)), columns, table), block.lines
+    except SourceError:  # name the line as it is in the file
+        frame = parse_block(block, columns, table)
+        return frame.filter(keep), frame.height
+
+
+def parse_block_schema_empty(columns: list[ExportColumn]) -> pl.DataFrame:
+    """An empty frame with the dtypes parse_block returns (booleans and timestamps converted)."""
+    final = {"bool": pl.Boolean(), "timestamp": pl.Datetime("us", "UTC"), "timestamptz": pl.Datetime("us", "UTC")}
+    final["date"] = pl.Date()
+    return pl.DataFrame(schema={c.name: final.get(c.kind, c.read_dtype) for c in columns})
