@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from cellfeatures.errors import IdentityError
+from cellfeatures.errors import IdentityError, SchemaError
 
 
 def identity_map(nucleus: pl.DataFrame) -> pl.DataFrame:
@@ -61,3 +61,31 @@ def flag_roots_with_nucleus(
     """Add a boolean `flag`: does the root in `column` carry a nucleus in this version?"""
     roots = nucleus_roots(identity).lazy().with_columns(pl.lit(True).alias(flag))
     return frame.join(roots, left_on=column, right_on="root_id", how="left").with_columns(pl.col(flag).fill_null(False))
+
+
+def integer_key(
+    frame: pl.DataFrame, column: str, name: str, *, exact_floats_ok: bool, nulls_ok: bool = False
+) -> pl.Expr:
+    """The key column as Int64, refusing what would silently drop or corrupt rows: nulls (unless
+    `nulls_ok`: the caller reports them per row), NaN, fractions, text, and (for root ids, which exceed
+    float64's exact range) any float at all."""
+    series = frame.get_column(column)
+    if series.dtype.is_float():
+        bad = series.is_nan() | (series.fill_nan(0.0).fill_null(0.0) % 1 != 0)
+        bad = bad | series.is_null() if not nulls_ok else bad.fill_null(False)
+        if not exact_floats_ok or bad.any():
+            rows = [i for i, b in enumerate(bad.to_list()) if b][:5] if bad.any() else []
+            raise SchemaError(
+                name,
+                f"- key column {column!r} went through float64 (pandas does this to integer columns with missing "
+                f"values)"
+                + (f": {int(bad.sum())} row(s) are NaN, null or fractional, e.g. rows {rows}" if rows else "")
+                + ("; root ids above 2^53 are not exact as floats" if not exact_floats_ok else "")
+                + ": write the ids as integers",
+            )
+    elif not series.dtype.is_integer():
+        raise SchemaError(name, f"- key column {column!r} must hold integer ids, it holds {series.dtype}")
+    if series.null_count() and not nulls_ok:
+        rows = [i for i, v in enumerate(series.is_null().to_list()) if v][:5]
+        raise SchemaError(name, f"- key column {column!r} is empty in {series.null_count()} row(s), e.g. rows {rows}")
+    return pl.col(column).cast(pl.Int64)

@@ -22,7 +22,7 @@ from cellfeatures._util.checksums import file_sha256
 from cellfeatures.benchmark.leaderboard import Leaderboard, entry_row
 from cellfeatures.datasets.build import seed_sibling
 from cellfeatures.errors import ConfigError, SchemaError
-from cellfeatures.identity import attributable_expr
+from cellfeatures.identity import attributable_expr, integer_key
 from cellfeatures.sources.snapshot import read_table_file
 from cellfeatures.vocab import harmonise_expr, unmapped_values
 
@@ -83,15 +83,15 @@ def _key_by_nucleus(
 ) -> pl.DataFrame:
     if "nucleus_id" in frame.columns:
         info["key"] = "nucleus_id"
-        return frame.with_columns(_integer_key(frame, "nucleus_id", name, exact_floats_ok=True))
+        return frame.with_columns(integer_key(frame, "nucleus_id", name, exact_floats_ok=True))
     if "target_id" in frame.columns:
         info["key"] = "target_id (CAVE reference table)"
-        key = _integer_key(frame, "target_id", name, exact_floats_ok=True).alias("nucleus_id")
+        key = integer_key(frame, "target_id", name, exact_floats_ok=True).alias("nucleus_id")
         return frame.with_columns(key).drop("target_id")
     root = next((c for c in ROOT_COLUMNS if c in frame.columns), None)
     if root is None:
         raise SchemaError(name, f"- no key column: expected nucleus_id, target_id or pt_root_id (has {frame.columns})")
-    frame = frame.with_columns(_integer_key(frame, root, name, exact_floats_ok=False))
+    frame = frame.with_columns(integer_key(frame, root, name, exact_floats_ok=False))
     manifest = store.manifest(dataset.card["feature_version"])
     features_version = manifest["source"].get("materialization_version")
     if version is not None and features_version is None:
@@ -117,30 +117,6 @@ def _key_by_nucleus(
     info["key"] = f"{root} at materialization {version} (via the version's nucleus <-> root map)"
     info["roots_unmatched"] = frame.height - keyed.height
     return keyed
-
-
-def _integer_key(frame: pl.DataFrame, column: str, name: str, *, exact_floats_ok: bool) -> pl.Expr:
-    """The key column as Int64, refusing what would silently drop or corrupt rows: nulls, NaN, fractions,
-    text, and (for root ids, which exceed float64's exact range) any float at all."""
-    series = frame.get_column(column)
-    if series.dtype.is_float():
-        bad = series.is_null() | series.is_nan() | (series.fill_nan(0.0).fill_null(0.0) % 1 != 0)
-        if not exact_floats_ok or bad.any():
-            rows = [i for i, b in enumerate(bad.to_list()) if b][:5] if bad.any() else []
-            raise SchemaError(
-                name,
-                f"- key column {column!r} went through float64 (pandas does this to integer columns with missing "
-                f"values)"
-                + (f": {int(bad.sum())} row(s) are NaN, null or fractional, e.g. rows {rows}" if rows else "")
-                + ("; root ids above 2^53 are not exact as floats" if not exact_floats_ok else "")
-                + ": write the ids as integers",
-            )
-    elif not series.dtype.is_integer():
-        raise SchemaError(name, f"- key column {column!r} must hold integer ids, it holds {series.dtype}")
-    if series.null_count():
-        rows = [i for i, v in enumerate(series.is_null().to_list()) if v][:5]
-        raise SchemaError(name, f"- key column {column!r} is empty in {series.null_count()} row(s), e.g. rows {rows}")
-    return pl.col(column).cast(pl.Int64)
 
 
 def score_file(

@@ -100,7 +100,7 @@ Examples:
 \b
   cellfeatures export column_types --format npz --out column_types.npz
 """
-FormatOpt = Annotated[str, typer.Option("--format", help="parquet | csv | arrow | npz")]
+FormatOpt = Annotated[str, typer.Option("--format", help="parquet | csv | arrow | npz | hf (a folder)")]
 DatasetsRootOpt = Annotated[Path | None, typer.Option("--datasets", help="datasets root (default: the config's)")]
 
 
@@ -117,7 +117,8 @@ def export(
 
     with clean_errors():
         ds = find_dataset(name, datasets_root or config_of(config).datasets_root)
-        target = out or Path(check_name(f"{ds.card['name']}-{ds.id}.{fmt}", "export file name"))
+        suffix = "-hf" if fmt == "hf" else f".{fmt}"
+        target = out or Path(check_name(f"{ds.card['name']}-{ds.id}{suffix}", "export file name"))
         ds.export(fmt, target)
         console.print(
             f"wrote {target}: dataset {ds.card['name']}/{ds.id} ({ds.card['cells']:,} cells, split seed "

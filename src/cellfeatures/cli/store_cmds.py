@@ -207,3 +207,41 @@ def features(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     for r in rows:
         out.add_row(*r.values())
     console.print(out)
+
+
+LOOKUP_HELP = """Features of the cells you name: one row per input row, in input order, with a `match` column
+(ok, root_not_in_version, root_multi_soma, no_nucleus, unknown_id) and a count of each.
+
+FILE is Parquet/CSV/Feather with `nucleus_id`, or `root_id` (+ --materialization-version or a
+`materialization_version` column), or a CAVE table (`target_id`, `pt_root_id`).
+
+Examples:
+
+\b
+  cellfeatures lookup my_cells.csv --features 'syn_*,nucleus' --out my_cells_features.parquet
+  cellfeatures lookup roots.parquet --materialization-version 1300
+"""
+
+
+@app.command(help=LOOKUP_HELP)
+def lookup(
+    file: Annotated[Path, typer.Argument(help="the cells: a Parquet, CSV or Feather file")],
+    version: Annotated[str | None, typer.Option(help="feature version (default: the newest that fits)")] = None,
+    materialization_version: Annotated[int | None, typer.Option(help="the materialization of root ids")] = None,
+    features: Annotated[str | None, typer.Option(help="names, globs, families or origins, comma-separated")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the result (.parquet or .csv)")] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    from cellfeatures._util.atomic import write_file_atomically
+    from cellfeatures.store.retrieval import match_counts
+
+    with clean_errors():
+        fs = store_of(config_of(config) if config else None, store)
+        result = fs.get_features(file, features, version, materialization_version)
+        if out is not None:  # atomically: a full disk never leaves a truncated file
+            write = result.write_csv if out.suffix == ".csv" else result.write_parquet
+            write_file_atomically(out, lambda tmp: write(tmp))
+    counts = match_counts(result)
+    console.print(f"{result.height:,} rows: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    console.print(f"written to {out}" if out is not None else str(result.head(20)))

@@ -18,6 +18,7 @@ from cellfeatures._util.checksums import file_sha256
 from cellfeatures.config.model import datasets_root
 from cellfeatures.datasets.card import _card, render_card
 from cellfeatures.datasets.dataset import DATA_FILES, Dataset
+from cellfeatures.datasets.interop import write_croissant
 from cellfeatures.datasets.layout import datasets_root_of
 from cellfeatures.datasets.selection import _select_features, leakage_check, proofread_expr
 from cellfeatures.datasets.spec import FILTERS, DatasetSpec
@@ -114,6 +115,7 @@ def build_dataset(
         split.write_parquet(tmp / "splits.parquet", compression="zstd")
         card["files"] = {n: {"bytes": (tmp / n).stat().st_size, "sha256": file_sha256(tmp / n)} for n in DATA_FILES}
         (tmp / "card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+        write_croissant(card, manifest, tmp)
         (tmp / "CARD.md").write_text(render_card(card))
 
     publish_directory(final, write, ready="card.json")

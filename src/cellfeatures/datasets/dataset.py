@@ -153,6 +153,10 @@ class Dataset:
         """
         if fmt not in EXPORT_FORMATS:
             raise ConfigError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
+        if fmt == "hf":  # a folder: data/<split>.parquet + README.md with the dataset-card YAML header
+            from cellfeatures.datasets.interop import export_hf
+
+            return export_hf(self, Path(out))
         frame = self.frame()
 
         def write(tmp: Path) -> None:

@@ -20,7 +20,7 @@ FILTERS = {
 }
 
 
-EXPORT_FORMATS = ("parquet", "csv", "arrow", "npz")
+EXPORT_FORMATS = ("parquet", "csv", "arrow", "npz", "hf")  # hf: a folder datasets.load_dataset opens
 
 
 # A dataset's split when its spec says nothing: the headline settings of configs/sample.toml (spatial,

@@ -158,6 +158,24 @@ class FeatureStore:
             raise VersionNotFoundError(f"no version {version!r} in {self.root}{hint} (have: {', '.join(versions)})")
         raise VersionNotFoundError(f"version prefix {version!r} is ambiguous: {', '.join(matches)}")
 
+    def get_features(
+        self,
+        entities: Any,
+        features: builtins.list[str] | str | None = None,
+        version: str | None = None,
+        materialization_version: int | None = None,
+    ) -> pl.DataFrame:
+        """Features of the cells you name: one row per input row, in input order, with a `match` column.
+
+        `entities`: a Polars/pandas frame or a Parquet/CSV file with `nucleus_id`, or `root_id` (+ the
+        materialization it belongs to, as a `materialization_version` column or the argument), or a
+        CAVE-style table (`target_id`, `pt_root_id`). `features`: names, globs (`syn_*`), families
+        (`synapses`) or origins (`real`). Statuses: see cellfeatures.store.retrieval.
+        """
+        from cellfeatures.store.retrieval import get_features
+
+        return get_features(self, entities, features, version, materialization_version)
+
     def path(self, version: str) -> Path:
         return self.root / self.resolve(version)
 
