@@ -115,11 +115,8 @@ def _synapse_coverage(data: pl.DataFrame, manifest: dict[str, Any]) -> dict[str,
     version_wide = manifest.get("synapse_coverage")
     if not version_wide:
         return None
-    counts = manifest["features"].get("syn_in_count")
     in_dataset = int(data.get_column("syn_in_count").is_not_null().sum()) if "syn_in_count" in data.columns else None
-    return {"dataset_cells": data.height, "dataset_with_synapse_features": in_dataset, "version": version_wide} | (
-        {} if counts else {"note": "syn_in_count is not in the feature version"}
-    )
+    return {"dataset_cells": data.height, "dataset_with_synapse_features": in_dataset, "version": version_wide}
 
 
 def _md(text: object) -> str:

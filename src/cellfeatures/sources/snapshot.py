@@ -125,6 +125,11 @@ def count_rows(path: Path) -> int:
         raise SourceError(f"cannot read {path}: {one_line(exc)}") from None
 
 
+def _part_name(path: Path, table: str) -> str:
+    """A table file as its manifest names it: `T.parquet`, or `T/<part>` inside a partitioned table's folder."""
+    return f"{table}/{path.name}" if path.parent.name == table else path.name
+
+
 def _one_subset(table: str, subset: set[str]) -> str | None:
     if len(subset) > 1:
         raise SourceError(f"table {table!r}: its parts were fetched for the cells of different tables {sorted(subset)}")
@@ -278,7 +283,7 @@ class SnapshotSource(Source):
         subset: set[str] = set()
         for path in self.files(table):
             entry = self._root_entry(path, table)
-            rel = f"{table}/{path.name}" if path.parent.name == table else path.name
+            rel = _part_name(path, table)
             declared: dict[str, Any] = next((p for p in entry.get("parts", []) if p.get("file") == rel), {})
             origin = declared.get("origin") or entry.get("origin") or "real"
             rows = declared.get("rows") or (entry.get("rows") if len(self.files(table)) == 1 else None)
@@ -305,7 +310,7 @@ class SnapshotSource(Source):
         hashes = [cached_sha256(p) for p in files]
         for path, digest in zip(files, hashes, strict=True):
             entry = self._root_entry(path, table)
-            rel = f"{table}/{path.name}" if path.parent.name == table else path.name
+            rel = _part_name(path, table)
             part: dict[str, Any] = next((p for p in entry.get("parts", []) if p.get("file") == rel), {})
             declared = part.get("sha256") or (entry.get("sha256") if len(files) == 1 else None)
             if declared and declared != digest:

@@ -53,7 +53,7 @@ class HttpClient:
     def __post_init__(self) -> None:
         self.session = self.session or requests.Session()
 
-    def _wait(self, attempt: int, response: requests.Response | None) -> None:
+    def wait(self, attempt: int, response: requests.Response | None) -> None:
         after = response.headers.get("Retry-After") if response is not None else None
         delay = float(after) if after and after.isdigit() else self.backoff_s * 2**attempt
         time.sleep(min(delay, 30.0))
@@ -78,7 +78,7 @@ class HttpClient:
                 last = f"HTTP {response.status_code}"
                 response.close()
             if attempt < self.retries:
-                self._wait(attempt, response)
+                self.wait(attempt, response)
         raise SourceError(f"{url}: gave up after {self.retries + 1} attempts (last: {last})")
 
     def text(self, url: str) -> str:
@@ -140,7 +140,7 @@ def download(
             failures = 0 if part.stat().st_size > have else failures + 1
             if failures > client.retries:
                 raise SourceError(f"{remote.url}: download keeps failing at byte {have:,} ({one_line(exc)})") from None
-            client._wait(failures, None)
+            client.wait(failures, None)
             continue
         except OSError as exc:
             raise (no_space_error(exc, part) or exc) from None

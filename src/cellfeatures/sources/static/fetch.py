@@ -190,11 +190,10 @@ class StaticFetcher:
     # ------------------------------------------------------------------ remote files
     def _not_exported(self, table: str, url: str) -> TableNotFoundError:
         local = self.settings.local_folder
-        listing = (
-            (sorted(p.name for p in local.iterdir()) if local and local.is_dir() else None)
-            if local
-            else bucket_listing(self.client, self.settings.folder_url + "/")
-        )
+        if local is None:
+            listing = bucket_listing(self.client, self.settings.folder_url + "/")
+        else:
+            listing = sorted(p.name for p in local.iterdir()) if local.is_dir() else None
         tables = sorted({n.removesuffix("_header.csv").removesuffix(".csv.gz") for n in listing or []})
         there = f"; the folder holds: {', '.join(tables[:40])}" if listing is not None else ""
         return TableNotFoundError(
