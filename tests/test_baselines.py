@@ -41,6 +41,40 @@ def test_evaluator_matches_hand_computed_metrics() -> None:
     assert with_proba["calibration"]["mean_confidence"] == pytest.approx(0.8)
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_evaluator_gives_scikit_learns_numbers_on_random_predictions() -> None:
+    """The numpy evaluator is the same function as scikit-learn's metrics, including missing predictions,
+    predictions outside the classes, classes absent from y_true, and log-loss."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+    from sklearn.metrics import log_loss as sk_log_loss
+
+    classes = ["a", "b", "c", "d", "e"]
+    ev = Evaluator(classes=classes)
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        n = int(rng.integers(5, 200))
+        y_true = rng.choice(classes[:4], size=n).astype(object)  # "e" never true: absent from y_true
+        y_pred = rng.choice([*classes, "zz", None], size=n).astype(object)
+        proba = rng.dirichlet(np.ones(len(classes)), size=n)
+        proba[0, :] = [1, 0, 0, 0, 0]  # a certain prediction: clipped, not infinite
+        m = ev.eval(y_true, y_pred, proba)
+        sk_pred = np.array(["<none>" if p is None else p for p in y_pred], dtype=object)
+        present = sorted(set(y_true))
+        assert m["accuracy"] == pytest.approx(accuracy_score(y_true, sk_pred), abs=1e-12), trial
+        assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, sk_pred), abs=1e-12)
+        expected_f1 = f1_score(y_true, sk_pred, labels=present, average="macro", zero_division=0)
+        assert m["macro_f1"] == pytest.approx(expected_f1, abs=1e-12)
+        assert m["confusion"] == confusion_matrix(y_true, sk_pred, labels=classes).tolist()
+        clipped = np.clip(proba, 1e-15, 1)
+        clipped /= clipped.sum(axis=1, keepdims=True)
+        assert m["log_loss"] == pytest.approx(sk_log_loss(y_true, clipped, labels=classes), abs=1e-12)
+
+
+def test_evaluator_refuses_a_true_label_outside_its_classes() -> None:
+    with pytest.raises(Exception, match="not among the evaluator's classes"):
+        Evaluator(classes=["a", "b"]).eval(["a", "x"], ["a", "b"])
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("bl")

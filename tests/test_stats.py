@@ -14,6 +14,7 @@ from cellfeatures.benchmark.stats import (
     confusion_codes,
     mcnemar_exact,
     metrics_from_confusion,
+    metrics_of_confusions,
     percentile_interval,
 )
 
@@ -37,6 +38,18 @@ def test_metrics_from_confusion_match_scikit_learn_on_present_classes() -> None:
             warnings.simplefilter("ignore")  # '<none>' is a prediction no true class has
             assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(yt, yp))
         assert m["macro_f1"] == pytest.approx(f1_score(yt, yp, labels=present, average="macro", zero_division=0))
+
+
+def test_the_stacked_metrics_equal_the_one_matrix_metrics_replicate_by_replicate() -> None:
+    rng = np.random.default_rng(3)
+    stack = rng.integers(0, 4, size=(50, 4, 5)).astype(float)
+    stack[0] = 0  # an empty replicate: every metric undefined
+    stack[1, 2, :] = 0  # a class absent from y_true
+    many = metrics_of_confusions(stack)
+    for r in range(len(stack)):
+        one = metrics_from_confusion(stack[r])
+        for name, value in one.items():
+            assert many[name][r] == pytest.approx(value, nan_ok=True), (r, name)
 
 
 def test_bootstrap_resamples_whole_groups() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cellfeatures._util.atomic import publish_directory, write_file_atomically
+from cellfeatures._util.timing import Stages, stage
 from cellfeatures.benchmark.fits import Progress as FitProgress
 from cellfeatures.benchmark.leaderboard import Leaderboard
 from cellfeatures.benchmark.models import TRAINED_MODELS
@@ -50,6 +51,7 @@ def baseline_report(
     extra: list[Dataset] | None = None,
     custom: dict[str, Any] | None = None,
     progress: FitProgress | None = None,
+    stages: Stages | None = None,
 ) -> tuple[Path, bool]:
     """Run baselines for a dataset (and optional extra datasets) and publish the report once.
 
@@ -65,7 +67,15 @@ def baseline_report(
         return out / "REPORT.md", False
     boards = [
         run_baselines(
-            store, d, seeds=seeds, models=models, custom=custom, existing=existing, root=root, progress=progress
+            store,
+            d,
+            seeds=seeds,
+            models=models,
+            custom=custom,
+            existing=existing,
+            root=root,
+            progress=progress,
+            stages=stages,
         )
         for d in [dataset, *(extra or [])]
     ]
@@ -73,10 +83,13 @@ def baseline_report(
     board.others = boards[1:]
 
     def write(tmp: Path) -> None:
-        board.save(tmp)
-        write_report(board, tmp)
-        save_best_model(board, tmp)
-        (tmp / "REPORT.html").write_text(render(tmp, shown=out), encoding="utf-8")
+        with stage(stages, "report"):
+            board.save(tmp)
+            write_report(board, tmp)
+        with stage(stages, "best model"):
+            save_best_model(board, tmp)
+        with stage(stages, "html"):
+            (tmp / "REPORT.html").write_text(render(tmp, shown=out), encoding="utf-8")
 
     _, created = publish_directory(out, write, ready="REPORT.md")
     board.path = out
@@ -150,6 +163,7 @@ class MainJobResult:
     datasets: list[Dataset] = field(default_factory=list)
     report: Path | None = None
     seconds: float = 0.0
+    stages: Stages = field(default_factory=Stages)  # wall seconds per stage, in the order they ran
 
 
 def run_main_job(
@@ -170,30 +184,33 @@ def run_main_job(
     bar; a notebook may pass nothing).
     """
     t0 = time.perf_counter()
+    stages = Stages()
     tell = events or (lambda _kind, _what: None)
-    version = store.build(config, progress=say, strict=strict, tick=tick)
-    result = MainJobResult(version)
+    with stages("features"):
+        version = store.build(config, progress=say, strict=strict, tick=tick)
+    result = MainJobResult(version, stages=stages)
     tell("built", version)
     run_cfg = config.raw.get("run", {})
     if run_cfg.get("agreement"):
         a, b = run_cfg["agreement"]
-        _la, _lb, raw, typed = compare_labels(config, a, b, "type")
+        with stages("labels"):
+            _la, _lb, raw, typed = compare_labels(config, a, b, "type")
         result.labels = (a, b, raw, typed)
         tell("labels", result.labels)
     for name in run_cfg.get("datasets", []):  # on the version just built, not on whatever was built last
-        spec = spec_from_config(config, name, {"feature_version": version.id})
-        ds = build_dataset(store, spec, config.datasets_root, label_blocks=config.raw.get("labels"))
+        with stages("datasets"):
+            spec = spec_from_config(config, name, {"feature_version": version.id})
+            ds = build_dataset(store, spec, config.datasets_root, label_blocks=config.raw.get("labels"))
         result.datasets.append(ds)
         tell("dataset", ds)
     if result.datasets:
         seeds = tuple(run_cfg.get("seeds", [0, 1, 2]))
         first, extra = result.datasets[0], result.datasets[1:]
+        options: dict[str, Any] = {"seeds": seeds, "root": config.datasets_root, "extra": extra, "stages": stages}
         if fit_progress is None:
-            result.report, _ = baseline_report(store, first, seeds=seeds, root=config.datasets_root, extra=extra)
+            result.report, _ = baseline_report(store, first, **options)
         else:
             with fit_progress() as progress:
-                result.report, _ = baseline_report(
-                    store, first, seeds=seeds, root=config.datasets_root, extra=extra, progress=progress
-                )
+                result.report, _ = baseline_report(store, first, progress=progress, **options)
     result.seconds = time.perf_counter() - t0
     return result

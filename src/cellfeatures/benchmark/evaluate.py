@@ -29,43 +29,64 @@ class Evaluator:
         self.classes = list(classes)
 
     def eval(self, y_true: Any, y_pred: Any, y_proba: np.ndarray | None = None) -> dict[str, Any]:
-        import warnings
+        """Metrics of one set of predictions; a missing prediction (None or "<none>") counts as wrong.
 
-        from sklearn.metrics import (
-            accuracy_score,
-            balanced_accuracy_score,
-            confusion_matrix,
-            f1_score,
-            log_loss,
-            precision_recall_fscore_support,
-        )
+        Computed from one integer confusion matrix (numpy): the same numbers as scikit-learn's
+        accuracy / balanced accuracy / macro-F1 over present classes / log-loss (tested against them),
+        at a fraction of the cost: a run scores a few hundred prediction sets.
+        """
+        from cellfeatures.benchmark.stats import confusion_codes, metrics_from_confusion
 
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")  # '<none>' predictions
-        y_true = np.asarray(y_true, dtype=object)
-        y_pred = np.asarray([p if p is not None else "<none>" for p in y_pred], dtype=object)
         labels = self.classes
-        precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-        present = [c for c in labels if c in set(y_true.tolist())]  # macro-F1 over classes with test cells
+        k = len(labels)
+        index = {c: i for i, c in enumerate(labels)}
+        truth = np.asarray(y_true, dtype=object)
+        t = np.fromiter((index.get(str(v), -1) for v in truth), dtype=np.int64, count=len(truth))
+        if (t < 0).any():
+            unknown = sorted({str(v) for v in truth[t < 0]})
+            raise ConfigError(f"true labels {unknown[:5]} are not among the evaluator's classes {labels}")
+        p = np.fromiter((k if v is None else index.get(str(v), k) for v in y_pred), dtype=np.int64, count=len(t))
+        cm = confusion_codes(t, p, k)  # k x (k+1): the last column is 'predicted something else / nothing'
+        support = cm.sum(axis=1)
+        tp = np.diag(cm[:, :k])
+        predicted = cm[:, :k].sum(axis=0)
+        precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+        recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+        denom = precision + recall
+        f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
+        summary = metrics_from_confusion(cm)
         out: dict[str, Any] = {
-            "n": len(y_true),
-            "accuracy": float(accuracy_score(y_true, y_pred)),
-            "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if len(y_true) else float("nan"),
-            "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
-            if present
-            else float("nan"),
+            "n": len(t),
+            "accuracy": summary["accuracy"],
+            "balanced_accuracy": summary["balanced_accuracy"],
+            "macro_f1": summary["macro_f1"],
             "per_class": {
-                c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                for c, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+                c: {
+                    "precision": float(precision[i]),
+                    "recall": float(recall[i]),
+                    "f1": float(f1[i]),
+                    "support": int(support[i]),
+                }
+                for i, c in enumerate(labels)
             },
-            "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+            "confusion": cm[:, :k].astype(int).tolist(),
             "labels": labels,
         }
         if y_proba is not None:
             proba = np.clip(np.asarray(y_proba, dtype=float), 1e-15, 1)
             proba = proba / proba.sum(axis=1, keepdims=True)
-            out["log_loss"] = float(log_loss(y_true, proba, labels=labels))
-            out["calibration"] = calibration_summary(y_true, proba, labels)
+            out["log_loss"] = log_loss(t, proba)
+            out["calibration"] = calibration_summary(truth, proba, labels)
         return out
+
+
+def log_loss(codes: np.ndarray, proba: np.ndarray) -> float:
+    """Mean negative log-probability of the true class (rows already normalised, clipped away from 0 and 1)."""
+    if not len(codes):
+        return float("nan")
+    eps = np.finfo(proba.dtype).eps
+    true_p = np.clip(proba[np.arange(len(codes)), codes], eps, 1 - eps)
+    return float(-np.log(true_p).mean())
 
 
 def calibration_summary(y_true: np.ndarray, proba: np.ndarray, labels: list[str], bins: int = 10) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def _fit_one(task: FitTask, threads: int | None = 1) -> tuple[tuple[str, int, in
     with threadpool_limits(limits=threads) if threads else contextlib.nullcontext():
         model = make_model(task.model, task.names, task.seed) if isinstance(task.model, str) else clone(task.model)
         model.fit(task.x_train, task.y_train)
-        pred = np.asarray(model.predict(task.x_test)).astype(str).astype(object)
+        pred = np.asarray(model.predict(task.x_test)).astype(str)  # one buffer: pickles and caches cheaply
         proba = _proba_for(model, task.x_test, task.classes) if hasattr(model, "predict_proba") else None
     return (
         task.key,
@@ -96,8 +96,9 @@ def run_fits(
 
     results: dict[Any, Any] = {}
     todo = []
+    prints = {task.key: fit_fingerprint(task) for task in tasks} if cache_dir is not None else {}
     for task in tasks:
-        cached = _load_fit(cache_dir, task)
+        cached = _load_fit(cache_dir, prints.get(task.key))
         if cached is None:
             todo.append(task)
         else:
@@ -111,11 +112,10 @@ def run_fits(
         stream = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
             delayed(_fit_one)(t, threads) for t in todo
         )
-    by_key = {t.key: t for t in todo}
     try:
         for done, (key, pred, proba, model) in enumerate(stream, start=len(results) + 1):
             results[key] = (pred, proba, model)
-            _save_fit(cache_dir, by_key[key], results[key])
+            _save_fit(cache_dir, prints.get(key), results[key])
             if progress:
                 progress(done, len(tasks), f"{key[0]} seed {key[1]} fold {key[2]}")
     except KeyboardInterrupt as exc:
@@ -124,10 +124,10 @@ def run_fits(
     return results
 
 
-def _load_fit(cache_dir: Path | None, task: FitTask) -> Any:
-    if cache_dir is None:
+def _load_fit(cache_dir: Path | None, fingerprint: str | None) -> Any:
+    if cache_dir is None or fingerprint is None:
         return None
-    path = cache_dir / f"{fit_fingerprint(task)}.joblib"
+    path = cache_dir / f"{fingerprint}.joblib"
     if not path.exists():
         return None
     import joblib
@@ -138,11 +138,11 @@ def _load_fit(cache_dir: Path | None, task: FitTask) -> Any:
         return None
 
 
-def _save_fit(cache_dir: Path | None, task: FitTask, result: Any) -> None:
-    if cache_dir is None:
+def _save_fit(cache_dir: Path | None, fingerprint: str | None, result: Any) -> None:
+    if cache_dir is None or fingerprint is None:
         return
     import joblib
 
     from cellfeatures._util.atomic import write_file_atomically
 
-    write_file_atomically(cache_dir / f"{fit_fingerprint(task)}.joblib", lambda tmp: joblib.dump(result, tmp))
+    write_file_atomically(cache_dir / f"{fingerprint}.joblib", lambda tmp: joblib.dump(result, tmp))

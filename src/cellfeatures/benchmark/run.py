@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cellfeatures._util.names import did_you_mean
+from cellfeatures._util.timing import Stages, stage
 from cellfeatures.benchmark.entries import collect_trained, trained_tasks
 from cellfeatures.benchmark.evaluate import RANKING_METRIC
 from cellfeatures.benchmark.fits import Progress, run_fits
@@ -72,6 +73,7 @@ def run_baselines(
     source: Any = None,
     progress: Progress | None = None,
     n_jobs: int | None = None,
+    stages: Stages | None = None,
 ) -> Leaderboard:
     """Every baseline (and `custom` estimators) and every existing model table, on the dataset and its seeds.
 
@@ -79,7 +81,8 @@ def run_baselines(
     `models={"mine": make_pipeline(...), "hist_gradient_boosting": "hist_gradient_boosting"}`: any
     scikit-learn-compatible estimator is trained and scored on the same folds as ours.
     All fits of all models run together in worker processes (see the module doc); `progress` hears
-    (fits done, fits total, the fit that finished).
+    (fits done, fits total, the fit that finished); `stages` hears the wall time of fits, scoring and
+    the prediction tables.
     """
     if isinstance(models, dict):
         custom = {**(custom or {}), **{k: v for k, v in models.items() if not isinstance(v, str)}}
@@ -89,26 +92,30 @@ def run_baselines(
         raise ConfigError(
             f"unknown model(s) {unknown}{did_you_mean(unknown[0], TRAINED_MODELS)}; known: {', '.join(TRAINED_MODELS)}"
         )
-    datasets = {seed: seed_sibling(store, dataset, seed, root) for seed in seeds}  # beside the dataset by default
+    with stage(stages, "datasets"):  # one per seed, beside the dataset by default
+        datasets = {seed: seed_sibling(store, dataset, seed, root) for seed in seeds}
     chosen: list[tuple[str, Any, str]] = [(m, m, _kind(m)) for m in models]
     chosen += [(name, est, CUSTOM) for name, est in (custom or {}).items()]
-    tasks = [t for name, model, _kind_ in chosen for t in trained_tasks(datasets, name, model)]
-    fits = run_fits(tasks, progress, n_jobs, cache_dir=fit_cache_dir(dataset.path))
-    entries = [collect_trained(datasets, name, model, kind, fits) for name, model, kind in chosen]
+    with stage(stages, "fits"):
+        tasks = [t for name, model, _kind_ in chosen for t in trained_tasks(datasets, name, model)]
+        fits = run_fits(tasks, progress, n_jobs, cache_dir=fit_cache_dir(dataset.path))
+    with stage(stages, "scoring"):
+        entries = [collect_trained(datasets, name, model, kind, fits) for name, model, kind in chosen]
     label_source = dataset.card["label"]["source"]
     candidates = (
         existing
         if existing is not None
         else tuple(name for name, spec in LABEL_SOURCES.items() if spec.kind == "model" and name != label_source)
     )
-    if source is None:
-        tables = [t for name in candidates if name in LABEL_SOURCES for t in LABEL_SOURCES[name].tables]
-        source = store.source_of(dataset.card["feature_version"], tables)
-    for name in candidates:
-        result = evaluate_existing(datasets, source, name)
-        if result is not None:
-            entries.append(result)
-    compare_paired(entries)
+    with stage(stages, "model tables"):
+        if source is None:
+            tables = [t for name in candidates if name in LABEL_SOURCES for t in LABEL_SOURCES[name].tables]
+            source = store.source_of(dataset.card["feature_version"], tables)
+        for name in candidates:
+            result = evaluate_existing(datasets, source, name)
+            if result is not None:
+                entries.append(result)
+        compare_paired(entries)
     return Leaderboard(dataset, entries, datasets)
 
 

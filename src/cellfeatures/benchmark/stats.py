@@ -86,12 +86,29 @@ def bootstrap_replicates(
     weights = np.zeros((reps, n_groups))
     for r in range(reps):
         weights[r] = np.bincount(rng.integers(0, n_groups, size=n_groups), minlength=n_groups)
-    replicates = weights @ per_group
-    values = {m: np.empty(reps) for m in names}
-    for r, row in enumerate(replicates):
-        for name, v in metrics_from_confusion(row.reshape(k, k + 1)).items():
-            values[name][r] = v
-    return values
+    return metrics_of_confusions((weights @ per_group).reshape(reps, k, k + 1))
+
+
+def metrics_of_confusions(cms: np.ndarray) -> dict[str, np.ndarray]:
+    """`metrics_from_confusion` of a stack of r x k x (k+1) matrices at once (bootstrap replicates)."""
+    k = cms.shape[1]
+    support = cms.sum(axis=2)
+    tp = cms[:, np.arange(k), np.arange(k)]
+    predicted = cms[:, :, :k].sum(axis=1)
+    present = support > 0
+    total = support.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(present, tp / np.where(present, support, 1), 0.0)
+        precision = np.where(predicted > 0, tp / np.where(predicted > 0, predicted, 1), 0.0)
+        denom = precision + recall
+        f1 = np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1), 0.0)
+        n_present = present.sum(axis=1)
+        empty = total == 0
+        return {
+            "accuracy": np.where(empty, np.nan, tp.sum(axis=1) / np.where(empty, 1, total)),
+            "balanced_accuracy": np.where(empty, np.nan, (recall * present).sum(axis=1) / np.maximum(n_present, 1)),
+            "macro_f1": np.where(empty, np.nan, (f1 * present).sum(axis=1) / np.maximum(n_present, 1)),
+        }
 
 
 def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:

@@ -85,7 +85,7 @@ def _print_outcome(result: MainJobResult) -> None:
         print_leaderboard(Leaderboard.load(result.report.parent).frame())
         console.print(f"report (Markdown): {result.report}")
         console.print(f"report (open in a browser): {html_of(result.report)}")
-    console.print(f"done in {result.seconds:.1f} s")
+    console.print(f"done in {result.seconds:.1f} s ({escape(result.stages.line())})")
     first = result.datasets[0].card["name"] if result.datasets else "column_types"
     console.print(
         "next: "

@@ -138,10 +138,25 @@ class Dataset:
         return np.column_stack(columns) if columns else np.zeros((frame.height, 0)), names
 
     def xy(self, k: int | str | None = None, part: str = "train") -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """X, y and feature names: the whole dataset (k=None), one part of fold k, or of k="locked"."""
-        frame = self.data if k is None else dict(zip(("train", "test"), self.fold(k), strict=True))[part]
-        x, names = self.design(frame)
-        return x, frame[self.label].to_numpy(), names
+        """X, y and feature names: the whole dataset (k=None), one part of fold k, or of k="locked".
+
+        The rows of a part are those of `fold(k)` in the same order; the design matrix is built once per
+        dataset and sliced (a baseline run asks for ~450 parts).
+        """
+        if k is None:
+            x, names = self.design(self.data)
+            return x, self.data[self.label].to_numpy(), names
+        if part not in ("train", "test"):
+            raise ConfigError(f"part must be 'train' or 'test', got {part!r}")
+        x, y, names = self._design_of_frame
+        role = self.frame()[k if isinstance(k, str) else f"fold_{k}"]
+        mask = (role == part).fill_null(False).to_numpy()
+        return x[mask], y[mask], names
+
+    @cached_property
+    def _design_of_frame(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        x, names = self.design(self.frame())
+        return x, self.frame()[self.label].to_numpy(), names
 
     def to_pandas(self) -> Any:
         return self.frame().to_pandas()

@@ -197,14 +197,25 @@ def _per_class_section(board: Leaderboard, labels: list[str], name: str, figures
             for m in metrics.values()
         ]
         lines.append(f"| {c} | {support} | " + " | ".join(cells) + " |")
-    lines += ["", "### Confusion matrices (first seed, all folds pooled)", ""]
+    lines += [
+        "",
+        "### Confusion matrices (first seed, all folds pooled)",
+        "",
+        "Colour: the share of each true class (rows sum to 1), so a small class that is mostly right looks as dark "
+        "as a large one; numbers: cells. Drawn for the best model and the prediction tables; every entry's "
+        "per-class F1 is in the figure below.",
+        "",
+    ]
     per_class: dict[str, dict[str, float]] = {}
+    drawn = {e.entry for e in shown if e.headline}
     for e in board.entries:
         first = e.predictions.filter(pl.col("seed") == e.seeds[0])
         m = evaluator.eval(
             first["y_true"].to_numpy(), [None if p == "<none>" else p for p in first["y_pred"].to_list()]
         )
         per_class[e.entry] = {c: v["f1"] for c, v in m["per_class"].items()}
+        if e.entry not in drawn:
+            continue
         png = f"{name}-confusion-{e.entry.replace(':', '_')}.png"
         plot_confusion(
             figures / png, f"{e.entry} ({board.dataset.card['label']['level']})", labels, np.array(m["confusion"])
