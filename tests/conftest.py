@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +21,25 @@ REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Generated tables go to a per-session cache, never the user's."""
-    os.environ["CELLFEATURES_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    """Generated tables go to a per-session cache, never the user's.
+
+    Under pytest-xdist the workers share one (the run's common temporary folder): the first worker
+    generates the sample's synthetic tables under a lock while the others wait, instead of each
+    generating its own copy on a busy machine.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        os.environ["CELLFEATURES_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+        return
+    import fcntl
+
+    from cellfeatures.sources.sample import SampleSource
+
+    shared = tmp_path_factory.getbasetemp().parent / "shared-cache"
+    shared.mkdir(exist_ok=True)
+    os.environ["CELLFEATURES_CACHE"] = str(shared)
+    with open(shared.parent / "shared-cache.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        SampleSource()  # generates once; the next workers find it published
 
 
 @pytest.fixture
@@ -107,15 +126,32 @@ def sample_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project folder as a user has it after a first session: configs/sample.toml, the sample's
     feature version, the column_types dataset and a one-seed baseline report (with REPORT.html).
 
-    Shared (read-only) by the notebook API, HTML report and browser tests; ~30 s to make once.
+    Shared (read-only: tests that change it copy it first) by the notebook API, HTML report, browser
+    and reliability tests; ~9 s to make once. Under pytest-xdist the workers share one, made by the
+    first worker that asks while the others wait.
     """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return _make_sample_project(tmp_path_factory.mktemp("project"))
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp().parent / "shared-sample-project"
+    with open(shared.parent / "shared-sample-project.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / ".complete").exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            _make_sample_project(shared)
+            (shared / ".complete").touch()
+    return shared
+
+
+def _make_sample_project(root: Path) -> Path:
     from cellfeatures.config.model import load_config, packaged_config_path
     from cellfeatures.datasets.build import build_dataset
     from cellfeatures.datasets.spec import DatasetSpec
     from cellfeatures.store.store import FeatureStore
     from cellfeatures.workflows import baseline_report
 
-    root = tmp_path_factory.mktemp("project")
     (root / "configs").mkdir()
     (root / "configs" / "sample.toml").write_text(packaged_config_path("sample").read_text())
     (root / "examples").mkdir()
@@ -125,3 +161,39 @@ def sample_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds = build_dataset(store, DatasetSpec("column_types", feature_version=version))
     baseline_report(store, ds, seeds=(0,), models=("majority", "logistic_regression"))
     return root
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject's addopts): one worker per core this process may use (`os.sched_getaffinity`,
+    not the machine's count: a CI job pinned to 2 of 64 cores gets 2), at most 8."""
+    return max(1, min(8, len(os.sched_getaffinity(0))))
+
+
+# ------------------------------------------------------------------ the reliability suite's count
+# Here, not in tests/reliability/conftest.py: under pytest-xdist only the controller prints the summary,
+# and it loads the root conftest only; it hears every worker's reports.
+
+_OUTCOMES: collections.Counter[tuple[str, str]] = collections.Counter()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "corruption: a bad-input case of the reliability suite")
+    config.addinivalue_line("markers", "fault: a fault-injection case of the reliability suite")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return
+    kind = next((k for k in ("corruption", "fault") if k in report.keywords), None)  # one kind per case
+    if kind is not None:
+        _OUTCOMES[(kind, report.outcome)] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _OUTCOMES:
+        return
+    parts = []
+    for kind in ("corruption", "fault"):
+        total = sum(n for (k, _o), n in _OUTCOMES.items() if k == kind)
+        parts.append(f"{_OUTCOMES[(kind, 'passed')]} of {total} {kind} cases passed")
+    terminalreporter.write_line("reliability: " + ", ".join(parts))

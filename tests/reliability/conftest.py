@@ -1,15 +1,14 @@
-"""The reliability suite: counts its corruption and fault cases and says how many passed.
+"""The reliability suite's shared inputs.
 
 Every test here is marked `corruption` (bad input: a table, a file, a config, a manifest, a damaged
 store) or `fault` (the world misbehaving: a server capping, failing, slow or inconsistent; a killed
-build; a full disk; two builds at once). The terminal summary prints one line with both counts, so CI
-logs show that the suite really ran its cases.
+build; a full disk; two builds at once); tests/conftest.py counts them and prints one line with both
+counts, so CI logs show that the suite really ran its cases.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import polars as pl
@@ -17,32 +16,6 @@ import pytest
 
 from cellfeatures.sources.synthetic.cells import SyntheticSpec
 from cellfeatures.sources.synthetic.snapshot import write_synthetic_snapshot
-
-_OUTCOMES: Counter[tuple[str, str]] = Counter()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "corruption: a bad-input case of the reliability suite")
-    config.addinivalue_line("markers", "fault: a fault-injection case of the reliability suite")
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
-        return
-    kind = next((k for k in ("corruption", "fault") if k in report.keywords), None)  # one kind per case
-    if kind is not None:
-        _OUTCOMES[(kind, report.outcome)] += 1
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _OUTCOMES:
-        return
-    parts = []
-    for kind in ("corruption", "fault"):
-        total = sum(n for (k, _o), n in _OUTCOMES.items() if k == kind)
-        parts.append(f"{_OUTCOMES[(kind, 'passed')]} of {total} {kind} cases passed")
-    terminalreporter.write_line("reliability: " + ", ".join(parts))
-
 
 EXTERNAL = "ext_features"
 PARTNER_LABELS = "aibs_metamodel_celltypes_v661"

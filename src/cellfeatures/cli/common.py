@@ -129,14 +129,16 @@ def clean_errors() -> Iterator[None]:
     try:
         yield
     except CLI_ERRORS as exc:
-        err.print(f"[bold red]error:[/] {escape(describe_error(exc))}", markup=True)
+        # never wrapped: the whole message is one line, whatever the path lengths (grep, CI logs)
+        err.print(f"[bold red]error:[/] {escape(describe_error(exc))}", markup=True, soft_wrap=True)
         raise typer.Exit(code=2) from None
     except Exception as exc:
         if type(exc).__name__ not in ("TerminatedWorkerError", "BrokenProcessPool"):
             raise
         err.print(
             "a worker process died (Ctrl-C reached it, or the system killed it: out of memory?); nothing "
-            "half-written was published and finished fits are cached: run the same command again to resume"
+            "half-written was published and finished fits are cached: run the same command again to resume",
+            soft_wrap=True,
         )
         raise typer.Exit(code=130) from None
     except KeyboardInterrupt as exc:
@@ -144,6 +146,7 @@ def clean_errors() -> Iterator[None]:
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         err.print(
             f"{what}{done}: nothing half-written was published; finished versions, datasets and fits are kept, "
-            f"so running the same command again resumes"
+            f"so running the same command again resumes",
+            soft_wrap=True,
         )
         raise typer.Exit(code=143 if isinstance(exc, Terminated) else 130) from None

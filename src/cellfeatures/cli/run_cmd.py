@@ -11,12 +11,14 @@ from rich.status import Status
 from cellfeatures.cli.app import app
 from cellfeatures.cli.common import (
     ConfigOpt,
+    JsonOpt,
     SchedulerOpt,
     StoreOpt,
     StrictOpt,
     clean_errors,
     config_of,
     console,
+    print_json,
     store_of,
     with_scheduler,
 )
@@ -32,27 +34,54 @@ Examples:
 \b
   cellfeatures run                    # the embedded sample, offline, ~3 minutes on 2 cores
   cellfeatures run --config configs/my_snapshot.toml
+  cellfeatures run --json             # the outcome and the seconds per stage as JSON on stdout
 """
 
 
 @app.command(help=RUN_HELP)
 def run(
-    config: ConfigOpt = None, store: StoreOpt = None, strict: StrictOpt = False, scheduler: SchedulerOpt = None
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    strict: StrictOpt = False,
+    scheduler: SchedulerOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
+    import contextlib
+    import sys
+
+    with clean_errors(), contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        result = _run(config, store, strict, scheduler)
+    if as_json:
+        print_json(_outcome(result))
+
+
+def _run(config: ConfigOpt, store: StoreOpt, strict: bool, scheduler: SchedulerOpt) -> MainJobResult:
+    """The job with its terminal output (on stderr under --json: the console follows sys.stdout)."""
     from cellfeatures.workflows import run_main_job
 
-    with clean_errors():
-        cfg = with_scheduler(config_of(config), scheduler)
-        console.print(f"[bold]cellfeatures run[/] — config {escape(str(cfg.path))}", markup=True)
-        status = console.status("building features")
-        status.start()
-        try:
-            say, tick = status_callbacks(status)
-            fs, events = store_of(cfg, store), _event_printer(status)
-            result = run_main_job(cfg, fs, strict=strict, say=say, tick=tick, events=events, fit_progress=fit_progress)
-        finally:
-            status.stop()
-        _print_outcome(result)
+    cfg = with_scheduler(config_of(config), scheduler)
+    console.print(f"[bold]cellfeatures run[/] — config {escape(str(cfg.path))}", markup=True)
+    status = console.status("building features")
+    status.start()
+    try:
+        say, tick = status_callbacks(status)
+        fs, events = store_of(cfg, store), _event_printer(status)
+        result = run_main_job(cfg, fs, strict=strict, say=say, tick=tick, events=events, fit_progress=fit_progress)
+    finally:
+        status.stop()
+    _print_outcome(result)
+    return result
+
+
+def _outcome(result: MainJobResult) -> dict[str, Any]:
+    return {
+        "version": result.version.id,
+        "datasets": [{"name": d.card["name"], "id": d.id, "cells": d.card["cells"]} for d in result.datasets],
+        "report": str(result.report) if result.report is not None else None,
+        "html": str(html_of(result.report)) if result.report is not None else None,
+        "seconds": result.seconds,
+        "stages": result.stages.seconds,
+    }
 
 
 def _event_printer(status: Status) -> Callable[[str, Any], None]:
