@@ -32,7 +32,7 @@ RUN_HELP = """The main job: build features, label agreement, datasets, baselines
 Examples:
 
 \b
-  cellfeatures run                    # the embedded sample, offline, ~3 minutes on 2 cores
+  cellfeatures run                    # the embedded sample, offline, ~45 s on 2 cores
   cellfeatures run --config configs/my_snapshot.toml
   cellfeatures run --json             # the outcome and the seconds per stage as JSON on stdout
 """
