@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -34,8 +35,16 @@ def test_run_builds_the_sample_and_summarises(in_tmp: Path) -> None:
     html = report.parent / "REPORT.html"
     assert f"report (open in a browser): {html}" in result.output and html.stat().st_size > 100_000
     assert "next: `cellfeatures show" in result.output
+    done = next(line for line in result.output.splitlines() if line.startswith("done in"))
+    for stage in ("features", "datasets", "fits", "scoring", "report", "html"):
+        assert f"{stage} " in done, f"the last line names the {stage} stage: {done}"
     again = runner.invoke(app, ["run"])
     assert "already built (no-op)" in again.output
+    as_json = runner.invoke(app, ["run", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    outcome = json.loads(as_json.stdout)  # stdout is the JSON alone: the progress went to stderr
+    assert outcome["report"] == str(report) and outcome["datasets"][0]["name"] == "column_types"
+    assert "features" in outcome["stages"] and "fits" not in outcome["stages"], "a second run fits nothing"
     listed = runner.invoke(app, ["list"])
     assert listed.exit_code == 0 and "sample" in listed.output
     shown = runner.invoke(app, ["show", "latest"])
