@@ -257,3 +257,31 @@ def test_an_interrupted_baseline_stage_resumes_from_its_finished_fits(dataset, t
     changed = trained_tasks({0: ds}, "logistic_regression", "random_forest")  # same key, another model
     assert all(run_fits([t], n_jobs=1, cache_dir=cache) for t in changed[:1])
     assert len(list(cache.glob("*.joblib"))) == len(tasks) + 1, "another model is another fingerprint"
+
+
+def test_a_paired_difference_that_straddles_zero_prints_not_distinguishable(dataset) -> None:
+    from cellfeatures import display
+    from cellfeatures.benchmark.entries import difference_to
+
+    store, ds, root = dataset
+    board = run_baselines(
+        store, ds, seeds=(0,), models=("majority", "logistic_regression"), existing=(), root=root / "datasets"
+    )
+    best = board.best()
+    assert best is not None and best.entry == "logistic_regression" and best.vs_best is None
+    majority = next(e for e in board.entries if e.entry == "majority")
+    gap = majority.vs_best["balanced_accuracy"]
+    assert majority.vs_best["vs"] == "logistic_regression" and majority.vs_best["clusters"] == best.clusters
+    assert gap["diff"] == pytest.approx(
+        majority.summary("balanced_accuracy")["mean"] - best.summary("balanced_accuracy")["mean"]
+    )
+    assert gap["low"] <= gap["diff"] <= gap["high"] < 0 and gap["distinguishable"]
+    row = board.frame().filter(pl.col("entry") == "majority").row(0, named=True)
+    assert display.difference(row, "balanced_accuracy").endswith(" lower")
+    itself = difference_to(best, best, board.datasets, Evaluator(ds).classes)
+    assert itself is not None
+    same = itself["balanced_accuracy"]
+    assert same["low"] == same["high"] == 0 and not same["distinguishable"], "paired: identical draws cancel"
+    straddling = {"vs_best": "logistic_regression", "kind": "trained", "balanced_accuracy_diff": -0.021}
+    straddling |= {"balanced_accuracy_diff_low": -0.049, "balanced_accuracy_diff_high": 0.011}
+    assert display.difference(straddling, "balanced_accuracy") == "−0.021 [−0.049, +0.011] not distinguishable"

@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from cellfeatures.benchmark.stats import (
     bootstrap_replicates,
     confusion_codes,
+    joint_bootstrap_replicates,
     mcnemar_exact,
     metrics_from_confusion,
     metrics_of_confusions,
@@ -50,6 +51,41 @@ def test_the_stacked_metrics_equal_the_one_matrix_metrics_replicate_by_replicate
         one = metrics_from_confusion(stack[r])
         for name, value in one.items():
             assert many[name][r] == pytest.approx(value, nan_ok=True), (r, name)
+
+
+def test_the_joint_seed_bootstrap_has_the_analytic_width_of_one_draw_of_clusters() -> None:
+    """Planted: 40 spatial clusters of 10 cells, each wholly right or wrong, the same in 3 seeds (every seed
+    scores the same cells). The accuracy of a replicate is then Binomial(40, 1/2) / 40 whatever the seed
+    count; resampling each seed independently and averaging would narrow it by about sqrt(3)."""
+    from scipy.stats import binom
+
+    clusters = np.repeat(np.arange(40), 10)
+    right = np.repeat(np.arange(40) % 2 == 0, 10)
+    y_true = np.array(["a"] * 400, dtype=object)
+    y_pred = np.where(right, "a", "b").astype(object)
+    parts = [(y_true, y_pred, clusters) for _seed in range(3)]
+    values, n_clusters = joint_bootstrap_replicates(parts, ["a", "b"], reps=4000)
+    assert n_clusters == 40
+    lo, hi = percentile_interval(values["accuracy"])
+    assert lo == pytest.approx(binom.ppf(0.025, 40, 0.5) / 40, abs=1 / 40)
+    assert hi == pytest.approx(binom.ppf(0.975, 40, 0.5) / 40, abs=1 / 40)
+    independent = np.mean(
+        [bootstrap_replicates(y_true, y_pred, ["a", "b"], clusters, seed=s)["accuracy"] for s in range(3)], axis=0
+    )
+    lo_i, hi_i = percentile_interval(independent)
+    assert (hi - lo) > 1.5 * (hi_i - lo_i), "the old per-seed resampling was too narrow by about sqrt(3)"
+
+
+def test_the_joint_bootstrap_of_one_part_is_the_plain_bootstrap() -> None:
+    rng = np.random.default_rng(4)
+    y_true = rng.choice(["a", "b", "c"], size=300).astype(object)
+    y_pred = rng.choice(["a", "b", "c", None], size=300).astype(object)
+    groups = rng.integers(0, 25, size=300)
+    plain = bootstrap_replicates(y_true, y_pred, ["a", "b", "c"], groups, seed=3)
+    joint, n = joint_bootstrap_replicates([(y_true, y_pred, groups)], ["a", "b", "c"], seed=3)
+    assert n == len(np.unique(groups))
+    for name in plain:
+        np.testing.assert_allclose(joint[name], plain[name])
 
 
 def test_bootstrap_resamples_whole_groups() -> None:

@@ -54,6 +54,17 @@ def num(value: Any, digits: int = 3, missing: str = "–") -> str:
     return missing if value is None or value != value else f"{value:.{digits}f}"
 
 
+def difference(row: dict[str, Any], metric: str) -> str:
+    """'−0.021 [−0.049, +0.011] not distinguishable': a leaderboard row's paired difference to the best model."""
+    diff = row.get(f"{metric}_diff")
+    if diff is None or diff != diff:
+        return "best" if row.get("vs_best") is None and row.get("kind") in ("trained", "custom") else "–"
+    low, high = row.get(f"{metric}_diff_low"), row.get(f"{metric}_diff_high")
+    verdict = "lower" if high is not None and high < 0 else "higher" if low is not None and low > 0 else None
+    text = f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]".replace("-", "−")
+    return f"{text} {verdict}" if verdict else f"{text} not distinguishable"
+
+
 def interval(row: dict[str, Any], metric: str, *, spread: bool = False, missing: str = "–") -> str:
     """The one leaderboard cell formatter: `mean [low, high]` of a metric, `(±fold sd)` with `spread`.
 
@@ -220,10 +231,15 @@ def leaderboard_text(rows: list[dict[str, Any]], title: str) -> str:
     return "\n".join(lines)
 
 
+RANKED = "balanced accuracy"  # the ranking metric, as the leaderboard's caption names it
+
+
 def leaderboard_html(rows: list[dict[str, Any]], title: str) -> str:
     return box(
         title,
-        para("mean over seeds [95% bootstrap interval over spatial blocks]; ranked by balanced accuracy"),
+        para(
+            "mean over seeds [95% bootstrap interval over spatial blocks, one draw per seed set]; ranked by " + RANKED
+        ),
         table(LEADERBOARD_COLUMNS, leaderboard_rows(rows)),
     )
 

@@ -30,6 +30,8 @@ class EntryResult:
     origins: list[str]
     predictions: pl.DataFrame  # seed, fold, nucleus_id, y_true, y_pred, p_<class>...
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # of the seed mean, bootstrap 95%
+    clusters: int | None = None  # spatial units (or cells) the bootstrap resampled, jointly across seeds
+    vs_best: dict[str, Any] | None = None  # difference_to(the best model): paired, with its interval
     coverage: float | None = None
     covered: dict[str, Any] | None = None  # accuracy on the covered cells + paired test vs the best model
     locked: dict[str, Any] | None = None  # metrics on the locked test set
@@ -65,30 +67,75 @@ def _blocks(ds: Dataset) -> dict[int, int]:
     return dict(zip(ds.splits["nucleus_id"].to_list(), ds.splits["block"].to_list(), strict=True))
 
 
-def _intervals(
+def _replicates(
     datasets: dict[int, Dataset], predictions: pl.DataFrame, classes: list[str]
-) -> dict[str, tuple[float, float]]:
-    """95% bootstrap intervals of the seed-averaged pooled metrics (the numbers the leaderboard reports).
+) -> tuple[dict[str, np.ndarray], int]:
+    """Bootstrap replicates of the seed-averaged pooled metrics, and the number of clusters resampled.
 
-    Each replicate resamples the spatial blocks of every seed's split independently (cells when the
-    split has no blocks) and averages the seeds' metrics, so the interval describes the same quantity as
-    the mean beside it.
+    The clusters are the first seed's spatial blocks, the same units for every seed (each seed re-draws
+    its own blocks for the split, but a cell's place in space does not move): one replicate draws them
+    once and weights every seed's predictions of their cells (stats.joint_bootstrap_replicates). Cells
+    are the clusters when the split has no blocks. The draws depend only on the clusters and the first
+    seed, so two entries scored on the same cells get the same draws: their replicate-by-replicate
+    difference is a paired bootstrap of the difference (`difference_to`).
     """
-    from cellfeatures.benchmark.stats import bootstrap_replicates, percentile_interval
+    from cellfeatures.benchmark.stats import joint_bootstrap_replicates
 
-    per_seed = []
-    for seed, ds in datasets.items():
+    first = next(iter(datasets.values()))
+    blocks = _blocks(first)
+    parts = []
+    for seed in datasets:
         part = predictions.filter(pl.col("seed") == seed)
         if not part.height:
             continue
-        blocks = _blocks(ds)
-        groups = np.array([blocks.get(n, -1) for n in part["nucleus_id"].to_list()])
-        use_groups = groups if blocks and (groups >= 0).all() else None
+        ids = part["nucleus_id"].to_list()
         y_pred = np.array([None if p == "<none>" else p for p in part["y_pred"].to_list()], dtype=object)
-        per_seed.append(bootstrap_replicates(part["y_true"].to_numpy(), y_pred, classes, use_groups, seed=seed))
-    if not per_seed:
-        return {}
-    return {m: percentile_interval(np.mean([r[m] for r in per_seed], axis=0)) for m in per_seed[0]}
+        parts.append((part["y_true"].to_numpy(), y_pred, ids))
+    if not parts:
+        return {}, 0
+    every = [n for _t, _p, ids in parts for n in ids]
+    by_block = bool(blocks) and all(blocks.get(n, -1) >= 0 for n in every)
+    clustered = [(t, p, np.array([blocks[n] for n in ids] if by_block else ids, dtype=np.int64)) for t, p, ids in parts]
+    return joint_bootstrap_replicates(clustered, classes, seed=next(iter(datasets)))
+
+
+def _intervals(
+    datasets: dict[int, Dataset], predictions: pl.DataFrame, classes: list[str]
+) -> tuple[dict[str, tuple[float, float]], int]:
+    """95% bootstrap intervals of the seed-averaged pooled metrics (see `_replicates`) and the cluster count."""
+    from cellfeatures.benchmark.stats import percentile_interval
+
+    replicates, n_clusters = _replicates(datasets, predictions, classes)
+    return {m: percentile_interval(values) for m, values in replicates.items()}, n_clusters
+
+
+DIFFERENCE_METRICS = ("balanced_accuracy", "accuracy")
+
+
+def difference_to(
+    reference: EntryResult, other: EntryResult, datasets: dict[int, Dataset], classes: list[str]
+) -> dict[str, Any] | None:
+    """`other` minus `reference` on the same test cells, per metric: the difference of the seed means and
+    its 95% paired bootstrap interval (the same cluster draws for both, `_replicates`).
+
+    "distinguishable" is False when the interval holds zero: the data cannot order the two entries.
+    None when the two were not scored on the same cells (then no paired difference exists).
+    """
+    from cellfeatures.benchmark.stats import percentile_interval
+
+    def cells(e: EntryResult) -> pl.DataFrame:
+        return e.predictions.select("seed", "nucleus_id").sort("seed", "nucleus_id")
+
+    if reference.seeds != other.seeds or not cells(reference).equals(cells(other)):
+        return None
+    ours, _n = _replicates(datasets, reference.predictions, classes)
+    theirs, n_clusters = _replicates(datasets, other.predictions, classes)
+    out: dict[str, Any] = {"vs": reference.entry, "clusters": n_clusters}
+    for metric in DIFFERENCE_METRICS:
+        low, high = percentile_interval(theirs[metric] - ours[metric])
+        diff = other.summary(metric)["mean"] - reference.summary(metric)["mean"]
+        out[metric] = {"diff": diff, "low": low, "high": high, "distinguishable": not (low <= 0 <= high)}
+    return out
 
 
 def _prediction_frame(
@@ -179,6 +226,7 @@ def collect_trained(
         pred, proba, _ = fits[(name, next(iter(datasets)), "locked")]
         test = first.fold("locked")[1]
         locked = {"n": test.height, **headline_metrics(evaluator.eval(test[first.label].to_numpy(), pred))}
+    intervals, clusters = _intervals(datasets, predictions, classes)
     return EntryResult(
         name,
         kind,
@@ -187,7 +235,8 @@ def collect_trained(
         per_fold,
         _entry_origins(first, model),
         predictions,
-        intervals=_intervals(datasets, predictions, classes),
+        intervals=intervals,
+        clusters=clusters,
         locked=locked,
         importances=importances,
     )

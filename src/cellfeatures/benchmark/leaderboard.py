@@ -29,7 +29,7 @@ import polars as pl
 
 from cellfeatures import display
 from cellfeatures._util.atomic import write_file_atomically
-from cellfeatures.benchmark.entries import EntryResult
+from cellfeatures.benchmark.entries import DIFFERENCE_METRICS, EntryResult
 from cellfeatures.benchmark.evaluate import METRICS, RANKING_METRIC
 from cellfeatures.benchmark.model_tables import best_entry, compare_paired, evaluate_predictions
 from cellfeatures.benchmark.models import EXTERNAL
@@ -52,6 +52,7 @@ def entry_row(e: EntryResult, dataset: Dataset) -> dict[str, Any]:
         "seeds": len(e.seeds),
         "folds": len(dataset.folds),
         "n_test": e.per_seed[0]["n"] if e.per_seed else 0,
+        "clusters": e.clusters,  # spatial units the interval resampled (jointly across seeds)
     }
     for metric in METRICS:
         for stat, value in e.summary(metric).items():
@@ -65,6 +66,14 @@ def entry_row(e: EntryResult, dataset: Dataset) -> dict[str, Any]:
     row["paired_vs"] = covered.get("vs")
     row["paired_model_accuracy"] = covered.get("model_accuracy")
     row["paired_p_value"] = covered.get("p_value")
+    vs = e.vs_best or {}
+    row["vs_best"] = vs.get("vs")
+    for metric in DIFFERENCE_METRICS:  # this entry minus the best model, paired on the same cells
+        d = vs.get(metric) or {}
+        row[f"{metric}_diff"] = d.get("diff")
+        row[f"{metric}_diff_low"] = d.get("low")
+        row[f"{metric}_diff_high"] = d.get("high")
+        row[f"{metric}_distinguishable"] = d.get("distinguishable")
     locked = e.locked or {}
     row["locked_n"] = locked.get("n")
     row["locked_accuracy"] = locked.get("accuracy")
@@ -166,7 +175,7 @@ class Leaderboard:
         datasets = self.datasets or {0: self.dataset}
         entry = evaluate_predictions(datasets, frame, name, EXTERNAL, ["external"], source=source)
         self.entries = [e for e in self.entries if e.entry != name] + [entry]
-        compare_paired(self.entries)
+        compare_paired(self.entries, datasets)
         return entry
 
     # ------------------------------------------------------------ files

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from cellfeatures.benchmark.entries import EntryResult, _intervals, _prediction_frame
+from cellfeatures.benchmark.entries import EntryResult, _intervals, _prediction_frame, difference_to
 from cellfeatures.benchmark.evaluate import RANKING_METRIC, Evaluator, headline_metrics
 from cellfeatures.benchmark.models import CUSTOM, EXISTING, TRAINED
 from cellfeatures.datasets.dataset import Dataset
@@ -66,6 +66,7 @@ def evaluate_predictions(
             "n": test.height,
             **headline_metrics(evaluator.eval(test[first.label].to_numpy(), test["pred"].to_list())),
         }
+    intervals, clusters = _intervals(datasets, predictions, classes)
     return EntryResult(
         entry,
         kind,
@@ -74,7 +75,8 @@ def evaluate_predictions(
         per_fold,
         origins,
         predictions,
-        intervals=_intervals(datasets, predictions, classes),
+        intervals=intervals,
+        clusters=clusters,
         coverage=coverage,
         covered=covered,
         locked=locked,
@@ -97,17 +99,23 @@ def evaluate_existing(datasets: dict[int, Dataset], source: Any, label_source: s
     )
 
 
-def compare_paired(entries: list[EntryResult]) -> None:
-    """In place: each prediction table's covered cells, scored for the best trained model too (McNemar).
+def compare_paired(entries: list[EntryResult], datasets: dict[int, Dataset]) -> None:
+    """In place: every entry's difference to the best model on the same test cells, with its paired
+    bootstrap interval (`vs_best`); and each prediction table's covered cells, scored for the best
+    trained model too (McNemar).
 
     Why: "the table covers 89% and scores 0.72 counting gaps as wrong" and "on the cells it labels it
     beats our model" are both true statements; readers need the second, on the same cells, with a test.
+    And a ranking is not a difference: two entries whose paired interval holds zero are not ordered.
     """
     from cellfeatures.benchmark.stats import mcnemar_exact
 
     best = best_entry(entries)
     if best is None:
         return
+    classes = Evaluator(next(iter(datasets.values()))).classes
+    for e in entries:
+        e.vs_best = difference_to(best, e, datasets, classes) if e is not best else None
     ours = best.predictions.filter(pl.col("seed") == best.seeds[0]).select("nucleus_id", pl.col("y_pred").alias("ours"))
     for e in entries:
         if e.covered is None or not e.covered["n"]:

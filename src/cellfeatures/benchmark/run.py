@@ -115,7 +115,7 @@ def run_baselines(
             result = evaluate_existing(datasets, source, name)
             if result is not None:
                 entries.append(result)
-        compare_paired(entries)
+        compare_paired(entries, datasets)
     return Leaderboard(dataset, entries, datasets)
 
 

@@ -65,28 +65,54 @@ def bootstrap_replicates(
 ) -> dict[str, np.ndarray]:
     """`reps` bootstrap values of accuracy, balanced accuracy and macro-F1, resampling groups or cells.
 
-    Resamples whole groups (spatial blocks) when given, else cells; each replicate's confusion matrix is
-    the sum of the drawn groups' matrices, so a thousand replicates cost milliseconds.
+    Resamples whole groups (spatial blocks) when given, else cells: one part of
+    `joint_bootstrap_replicates`; each replicate's confusion matrix is the weighted sum of the groups'
+    matrices, so a thousand replicates cost milliseconds.
     """
+    if groups is None or len(np.unique(groups)) < 2:
+        groups = np.arange(len(y_true))
+    values, _clusters = joint_bootstrap_replicates(
+        [(y_true, y_pred, np.asarray(groups))], classes, reps=reps, seed=seed
+    )
+    return values
+
+
+def joint_bootstrap_replicates(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    classes: list[str],
+    *,
+    reps: int = 1000,
+    seed: int = 0,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Seed-averaged metrics of `reps` replicates that draw the SAME clusters for every part; and the
+    number of clusters.
+
+    `parts` holds one (y_true, y_pred, cluster) triple per seed; a cluster label means the same spatial
+    unit (or cell) in every part. Why jointly: every seed scores the same cells, so resampling each seed's
+    blocks independently and averaging shrinks the spread by about the square root of the seed count,
+    a precision the data do not have. Here one draw of the clusters weights every seed's cells, each seed's
+    metrics come from its weighted confusion matrix, and the replicate is their mean over seeds.
+    """
+    names = ("accuracy", "balanced_accuracy", "macro_f1")
+    labelled = [cluster for _t, _p, cluster in parts if len(cluster)]
+    if not labelled:
+        return {m: np.full(reps, np.nan) for m in names}, 0
+    units = np.unique(np.concatenate(labelled))
+    n_units = len(units)
+    rng = np.random.default_rng([seed, 13])
+    weights = np.stack([np.bincount(rng.integers(0, n_units, size=n_units), minlength=n_units) for _ in range(reps)])
     index = {c: i for i, c in enumerate(classes)}
     k = len(classes)
-    t = np.array([index[str(v)] for v in y_true], dtype=np.int64)
-    p = np.array([index.get(str(v), k) if v is not None else k for v in y_pred], dtype=np.int64)
-    names = ("accuracy", "balanced_accuracy", "macro_f1")
-    if len(t) == 0:
-        return {m: np.full(reps, np.nan) for m in names}
-    if groups is None or len(np.unique(groups)) < 2:
-        g = np.arange(len(t))
-    else:
-        _, g = np.unique(groups, return_inverse=True)
-    n_groups = int(g.max()) + 1
-    per_group = np.zeros((n_groups, k * (k + 1)))
-    np.add.at(per_group, (g, t * (k + 1) + p), 1)
-    rng = np.random.default_rng([seed, 13])
-    weights = np.zeros((reps, n_groups))
-    for r in range(reps):
-        weights[r] = np.bincount(rng.integers(0, n_groups, size=n_groups), minlength=n_groups)
-    return metrics_of_confusions((weights @ per_group).reshape(reps, k, k + 1))
+    per_part = []
+    for y_true, y_pred, cluster in parts:
+        if not len(y_true):
+            continue
+        t = np.array([index[str(v)] for v in y_true], dtype=np.int64)
+        p = np.array([index.get(str(v), k) if v is not None else k for v in y_pred], dtype=np.int64)
+        per_unit = np.zeros((n_units, k * (k + 1)))
+        np.add.at(per_unit, (np.searchsorted(units, cluster), t * (k + 1) + p), 1)
+        per_part.append(metrics_of_confusions((weights @ per_unit).reshape(reps, k, k + 1)))
+    return {m: np.mean([values[m] for values in per_part], axis=0) for m in names}, n_units
 
 
 def metrics_of_confusions(cms: np.ndarray) -> dict[str, np.ndarray]:

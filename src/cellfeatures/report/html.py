@@ -112,7 +112,9 @@ def _headline(board: pl.DataFrame) -> str:
         )
     return (
         '<div class="headline"><div><strong>Headline</strong> (real and derived features only; mean over seeds '
-        "[95% bootstrap interval over spatial blocks])</div><ul>" + "".join(items) + "</ul></div>"
+        "[95% bootstrap interval over spatial blocks, one draw for every seed])</div><ul>"
+        + "".join(items)
+        + "</ul></div>"
     )
 
 

@@ -17,7 +17,7 @@ import polars as pl
 from cellfeatures.benchmark.evaluate import Evaluator
 from cellfeatures.benchmark.models import EXISTING, EXTERNAL
 from cellfeatures.benchmark.run import RANKING_METRIC, Leaderboard, best_entry
-from cellfeatures.display import interval, num
+from cellfeatures.display import difference, interval, num
 from cellfeatures.report.figures import plot_confusion, plot_importances, plot_per_class, plot_reliability
 
 PUBLISHED = {
@@ -35,8 +35,9 @@ def write_report(board: Leaderboard, out: Path) -> Path:
         "",
         f"Ranking metric: **{RANKING_METRIC.replace('_', ' ')}** (orders every table; picks the best model, by "
         "cross-validation only). Each cell: mean over seeds of the pooled cross-validated value, its 95% "
-        "bootstrap interval [resampling whole spatial blocks of every seed's split] and (± the standard deviation over "
-        "folds). `leaderboard.csv`, `per_fold.csv` and `predictions.parquet` hold every number and prediction.",
+        "bootstrap interval [resampling the first seed's spatial blocks, one draw for every seed] and (± the "
+        "standard deviation over folds). `leaderboard.csv`, `per_fold.csv` and `predictions.parquet` hold "
+        "every number and prediction.",
         "",
     ]
     for b in board.boards:
@@ -110,17 +111,27 @@ def _board_section(board: Leaderboard, figures: Path) -> list[str]:
             if headline
             else "### Not headline (synthetic features, or a prediction table covering under half the test cells)",
             "",
-            "| entry | kind | features | balanced accuracy | accuracy | macro-F1 | log-loss | ECE | coverage |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| entry | kind | features | balanced accuracy | accuracy | macro-F1 | log-loss | ECE | coverage | "
+            "balanced accuracy minus the best model's [95%, paired] |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows.iter_rows(named=True):
             coverage = f"{r['coverage']:.1%}" if r["coverage"] is not None else "100%"
             lines.append(
                 f"| {r['entry']} | {r['kind']} | {r['feature_origins']} | "
                 + " | ".join(interval(r, m, spread=True) for m in ("balanced_accuracy", "accuracy", "macro_f1"))
-                + f" | {num(r['log_loss_mean'])} | {num(r['ece'])} | {coverage} |"
+                + f" | {num(r['log_loss_mean'])} | {num(r['ece'])} | {coverage} | {difference(r, RANKING_METRIC)} |"
             )
         lines.append("")
+    clusters = [int(c) for c in frame["clusters"].drop_nulls().to_list()]
+    if clusters:
+        lines += [
+            f"Intervals: 1,000 bootstrap replicates, each drawing the {max(clusters)} spatial blocks of the first "
+            "seed's split once and applying that draw to every seed (all seeds score the same cells). The last "
+            "column is each entry minus the best model on the same cells, with the interval of the paired "
+            "bootstrap (the same draws for both): where it holds zero, the data do not order the two.",
+            "",
+        ]
     tables = frame.filter(pl.col("covered_n").is_not_null())
     if tables.height:
         lines += [
