@@ -11,7 +11,8 @@ Fair by construction:
 - each seed re-draws the spatial split (a seeded grid offset and block-to-fold assignment) and the
   models' randomness. The leaderboard reports, per metric, the mean over seeds of the pooled
   cross-validated value, its spread over folds and over seeds, and a 95% bootstrap interval that
-  resamples whole spatial blocks (cells for other splits);
+  resamples the first seed's spatial blocks (cells for other splits) with one draw for every seed, since
+  all seeds score the same cells; every entry also carries its paired difference to the best model;
 - one ranking metric, `RANKING_METRIC` (balanced accuracy), orders the board and picks "best" — by
   cross-validation only. A locked test set, when the split has one, is scored once and reported apart.
 Fits are small (about a thousand cells), so each runs with one BLAS/OpenMP thread (`threadpoolctl`) and
