@@ -197,3 +197,31 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         total = sum(n for (k, _o), n in _OUTCOMES.items() if k == kind)
         parts.append(f"{_OUTCOMES[(kind, 'passed')]} of {total} {kind} cases passed")
     terminalreporter.write_line("reliability: " + ", ".join(parts))
+
+
+# ------------------------------------------------------------------ longest files first
+# Under `--dist loadfile` a file is one unit of work; a long file handed out last leaves the other worker
+# idle at the end. Measured per-file totals (benchmarks/README.md, "The test suite"), longest first; every
+# other file keeps its place after them.
+LONGEST_FIRST = (
+    "test_cli.py",
+    "reliability/test_faults.py",
+    "reliability/test_nothing_silent.py",
+    "sources/static/test_fetch.py",
+    "reliability/test_bad_tables.py",
+    "test_baselines.py",
+    "test_execution.py",
+    "reliability/test_dask_faults.py",
+    "sources/test_cave.py",
+    "test_scoring.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+
+    def rank(item: pytest.Item) -> int:
+        relative = item.path.relative_to(here).as_posix() if item.path.is_relative_to(here) else ""
+        return LONGEST_FIRST.index(relative) if relative in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file, and of the other files, is kept
