@@ -89,3 +89,24 @@ def test_the_report_opens_in_a_real_browser(report: Path) -> None:
     broken = [i for i in seen.images if not i["complete"] or i["width"] == 0]
     assert not broken, f"images that did not load: {broken}"
     assert seen.screenshot.startswith(b"\x89PNG") and len(seen.screenshot) > 10_000
+
+
+def test_the_report_shows_fold_sizes_and_the_paired_difference_to_the_best_model(report: Path) -> None:
+    import json
+
+    board = Leaderboard.load(report)
+    card = board.dataset.card
+    text = (report / "REPORT.md").read_text()
+    trains = [sum(r["train"].values()) for f, r in card["folds"].items() if f != "locked"]
+    assert f"Each cross-validation fold trains on {min(trains):,}-{max(trains):,} cells" in text
+    for fold, roles in card["folds"].items():
+        tested = sum(roles["test"].values())
+        assert f"| {fold} | {sum(roles['train'].values()):,} | {tested:,} |" in text
+    thin = sum(1 for roles in card["folds"].values() for n in roles["test"].values() if n <= 1)
+    assert f"{thin} fold-class pair(s) hold at most one test cell" in text
+    frame = board.frame()
+    clusters = frame["clusters"].drop_nulls().unique().to_list()
+    assert len(clusters) == 1 and f"each drawing the {clusters[0]} spatial blocks" in text
+    majority = frame.filter(pl.col("entry") == "majority").row(0, named=True)
+    assert majority["vs_best"] == "logistic_regression" and majority["balanced_accuracy_diff_high"] < 0
+    assert json.loads((report / "entries.json").read_text()), "the differences are saved with the entries"

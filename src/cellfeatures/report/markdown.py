@@ -10,6 +10,7 @@ how the settings differ. Must not: train models or write the board's files.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -95,6 +96,7 @@ def _board_section(board: Leaderboard, figures: Path) -> list[str]:
     ]
     if card.get("folds_missing_classes"):
         lines += [f"- {f} has no test cell of {c}" for f, c in card["folds_missing_classes"].items()] + [""]
+    lines += _folds_section(card)
     if card.get("layer_features"):
         lines += [
             f"Features carrying laminar position: {', '.join(card['layer_features'])}. "
@@ -186,6 +188,39 @@ def _board_section(board: Leaderboard, figures: Path) -> list[str]:
                 "",
             ]
     return lines
+
+
+def _folds_section(card: dict[str, Any]) -> list[str]:
+    """Cells per fold and role (first seed), and the fold-class pairs too small to say anything alone.
+
+    Why in the report: a fold trains on fewer cells than the model `predict` deploys, and a class with
+    one test cell in a fold makes that fold's per-class numbers noise; the reader should see both.
+    """
+    folds = card.get("folds") or {}
+    if not folds:
+        return []
+    rows, thin = [], []
+    for fold, roles in folds.items():
+        count = {role: sum((roles.get(role) or {}).values()) for role in ("train", "test", "buffer")}
+        small = sorted(c for c, n in (roles.get("test") or {}).items() if n <= 1)
+        thin += [f"{fold} {c}" for c in small]
+        rows.append(
+            f"| {fold} | {count['train']:,} | {count['test']:,} | {count['buffer']:,} | {', '.join(small) or '–'} |"
+        )
+    trains = [sum((roles.get("train") or {}).values()) for fold, roles in folds.items() if fold != "locked"] or [0]
+    return [
+        "### Folds (first seed)",
+        "",
+        f"Each cross-validation fold trains on {min(trains):,}-{max(trains):,} cells (the locked row: the "
+        "refit scored on the slab); `cellfeatures predict` fits on all "
+        f"{card['cells']:,} labelled cells, so the cross-validated numbers describe a model trained on less data "
+        f"than the one it deploys. {len(thin)} fold-class pair(s) hold at most one test cell.",
+        "",
+        "| fold | training cells | test cells | buffer cells | classes with at most 1 test cell |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _per_class_section(board: Leaderboard, labels: list[str], name: str, figures: Path) -> list[str]:
