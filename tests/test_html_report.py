@@ -110,3 +110,26 @@ def test_the_report_shows_fold_sizes_and_the_paired_difference_to_the_best_model
     majority = frame.filter(pl.col("entry") == "majority").row(0, named=True)
     assert majority["vs_best"] == "logistic_regression" and majority["balanced_accuracy_diff_high"] < 0
     assert json.loads((report / "entries.json").read_text()), "the differences are saved with the entries"
+
+
+def test_the_report_gives_the_best_models_recall_per_class_with_intervals_and_marks_small_classes(
+    report: Path,
+) -> None:
+    from cellfeatures.benchmark.entries import class_recalls
+    from cellfeatures.benchmark.evaluate import Evaluator
+
+    board = Leaderboard.load(report)
+    best = board.best()
+    assert best is not None
+    text = (report / "REPORT.md").read_text()
+    assert "### Recall per class (mean over seeds [95% joint block bootstrap])" in text
+    counts = board.dataset.card["class_counts"]
+    recalls = class_recalls(best, board.datasets, Evaluator(board.dataset).classes)
+    for c, n in counts.items():
+        r = recalls[c]
+        expected = sum(m["per_class"][c]["recall"] for m in best.per_seed) / len(best.per_seed)
+        assert r["mean"] == pytest.approx(expected)
+        assert r["low"] <= r["mean"] <= r["high"]
+        small = " *small*" if n < 20 else ""
+        assert f"| {c}{small} | {n:,} | {r['test_cells']} | {r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}] |" in text
+    assert any(n < 20 for n in counts.values()), "the sample has small classes (NGC, 5P-NP): they are marked"

@@ -68,7 +68,7 @@ def _blocks(ds: Dataset) -> dict[int, int]:
 
 
 def _replicates(
-    datasets: dict[int, Dataset], predictions: pl.DataFrame, classes: list[str]
+    datasets: dict[int, Dataset], predictions: pl.DataFrame, classes: list[str], per_class: bool = False
 ) -> tuple[dict[str, np.ndarray], int]:
     """Bootstrap replicates of the seed-averaged pooled metrics, and the number of clusters resampled.
 
@@ -96,7 +96,7 @@ def _replicates(
     every = [n for _t, _p, ids in parts for n in ids]
     by_block = bool(blocks) and all(blocks.get(n, -1) >= 0 for n in every)
     clustered = [(t, p, np.array([blocks[n] for n in ids] if by_block else ids, dtype=np.int64)) for t, p, ids in parts]
-    return joint_bootstrap_replicates(clustered, classes, seed=next(iter(datasets)))
+    return joint_bootstrap_replicates(clustered, classes, seed=next(iter(datasets)), per_class=per_class)
 
 
 def _intervals(
@@ -107,6 +107,23 @@ def _intervals(
 
     replicates, n_clusters = _replicates(datasets, predictions, classes)
     return {m: percentile_interval(values) for m, values in replicates.items()}, n_clusters
+
+
+def class_recalls(entry: EntryResult, datasets: dict[int, Dataset], classes: list[str]) -> dict[str, dict[str, Any]]:
+    """Per class: the mean over seeds of the pooled recall, its 95% interval (the same joint block
+    bootstrap as the headline metrics) and the class's test cells per seed. Why: a balanced accuracy
+    averages recalls, and a class with a handful of cells can carry a lead by itself."""
+    from cellfeatures.benchmark.stats import percentile_interval
+
+    replicates, _n = _replicates(datasets, entry.predictions, classes, per_class=True)
+    out = {}
+    for c in classes:
+        recalls = [m["per_class"][c]["recall"] for m in entry.per_seed if m["per_class"][c]["support"]]
+        low, high = percentile_interval(replicates[f"recall:{c}"])
+        support = entry.per_seed[0]["per_class"][c]["support"] if entry.per_seed else 0
+        mean = float(np.mean(recalls)) if recalls else float("nan")
+        out[c] = {"mean": mean, "low": low, "high": high, "test_cells": support}
+    return out
 
 
 DIFFERENCE_METRICS = ("balanced_accuracy", "accuracy")

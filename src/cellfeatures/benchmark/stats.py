@@ -6,6 +6,8 @@ against a brute-force or textbook value.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -83,9 +85,11 @@ def joint_bootstrap_replicates(
     *,
     reps: int = 1000,
     seed: int = 0,
+    per_class: bool = False,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Seed-averaged metrics of `reps` replicates that draw the SAME clusters for every part; and the
-    number of clusters.
+    number of clusters. With `per_class`, also `recall:<class>` (NaN in a replicate that drew no cell of
+    the class).
 
     `parts` holds one (y_true, y_pred, cluster) triple per seed; a cluster label means the same spatial
     unit (or cell) in every part. Why jointly: every seed scores the same cells, so resampling each seed's
@@ -111,8 +115,18 @@ def joint_bootstrap_replicates(
         p = np.array([index.get(str(v), k) if v is not None else k for v in y_pred], dtype=np.int64)
         per_unit = np.zeros((n_units, k * (k + 1)))
         np.add.at(per_unit, (np.searchsorted(units, cluster), t * (k + 1) + p), 1)
-        per_part.append(metrics_of_confusions((weights @ per_unit).reshape(reps, k, k + 1)))
-    return {m: np.mean([values[m] for values in per_part], axis=0) for m in names}, n_units
+        cms = (weights @ per_unit).reshape(reps, k, k + 1)
+        values = metrics_of_confusions(cms)
+        if per_class:
+            support = cms.sum(axis=2)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                recall = np.where(support > 0, cms[:, np.arange(k), np.arange(k)] / support, np.nan)
+            values |= {f"recall:{c}": recall[:, i] for i, c in enumerate(classes)}
+        per_part.append(values)
+    keys = list(per_part[0]) if per_part else list(names)
+    with warnings.catch_warnings():  # a class no replicate of any seed drew stays NaN, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {m: np.nanmean([values[m] for values in per_part], axis=0) for m in keys}, n_units
 
 
 def metrics_of_confusions(cms: np.ndarray) -> dict[str, np.ndarray]:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from cellfeatures.benchmark.entries import EntryResult, class_recalls
 from cellfeatures.benchmark.evaluate import Evaluator
 from cellfeatures.benchmark.models import EXISTING, EXTERNAL
 from cellfeatures.benchmark.run import RANKING_METRIC, Leaderboard, best_entry
@@ -223,12 +224,49 @@ def _folds_section(card: dict[str, Any]) -> list[str]:
     ]
 
 
+SMALL_CLASS = 20  # labelled cells under which a class's recall is too uncertain to decide a comparison
+
+
+def _recall_section(board: Leaderboard, labels: list[str], best: EntryResult | None) -> list[str]:
+    """Recall per class with intervals for the best model and the trained models it cannot be told apart
+    from: where a lead in balanced accuracy comes from, and whether small classes carry it."""
+    if best is None:
+        return []
+    rivals = [
+        e
+        for e in board.entries
+        if e.kind == best.kind and e is not best and e.vs_best and not e.vs_best[RANKING_METRIC]["distinguishable"]
+    ]
+    shown = [best, *rivals]
+    classes = Evaluator(board.dataset).classes
+    recalls = [class_recalls(e, board.datasets or {0: board.dataset}, classes) for e in shown]
+    counts = board.dataset.card["class_counts"]
+    lines = [
+        "### Recall per class (mean over seeds [95% joint block bootstrap])",
+        "",
+        f"For the best model and the trained models not distinguishable from it. Classes with fewer than "
+        f"{SMALL_CLASS} labelled cells are marked *small*: their recall rests on a few test cells, so a "
+        "difference there should not decide which model is better.",
+        "",
+        "| class | labelled cells | test cells per seed | " + " | ".join(e.entry for e in shown) + " |",
+        "|---|---|---|" + "---|" * len(shown),
+    ]
+    for c in labels:
+        small = " *small*" if counts.get(c, 0) < SMALL_CLASS else ""
+        cells = [f"{num(r[c]['mean'])} [{num(r[c]['low'])}, {num(r[c]['high'])}]" for r in recalls]
+        lines.append(
+            f"| {c}{small} | {counts.get(c, 0):,} | {recalls[0][c]['test_cells']} | " + " | ".join(cells) + " |"
+        )
+    return [*lines, ""]
+
+
 def _per_class_section(board: Leaderboard, labels: list[str], name: str, figures: Path) -> list[str]:
     """Per-class precision / recall / F1 of the best model and the prediction tables, plus confusion figures."""
     evaluator = Evaluator(board.dataset)
     best = best_entry(board.entries)
     shown = [e for e in board.entries if e is best or e.kind == EXISTING or e.kind == "external"]
-    lines = ["### Per-class metrics (first seed, all folds pooled)", ""]
+    lines = _recall_section(board, labels, best)
+    lines += ["### Per-class metrics (first seed, all folds pooled)", ""]
     header = "| class | support | " + " | ".join(f"{e.entry} P / R / F1" for e in shown) + " |"
     lines += [header, "|---|---|" + "---|" * len(shown)]
     metrics = {}
