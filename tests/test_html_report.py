@@ -133,3 +133,16 @@ def test_the_report_gives_the_best_models_recall_per_class_with_intervals_and_ma
         small = " *small*" if n < 20 else ""
         assert f"| {c}{small} | {n:,} | {r['test_cells']} | {r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}] |" in text
     assert any(n < 20 for n in counts.values()), "the sample has small classes (NGC, 5P-NP): they are marked"
+
+
+def test_figures_give_every_class_its_own_colour_and_nanometre_units_in_micrometres() -> None:
+    import numpy as np
+
+    from cellfeatures.report.figures import class_colours, in_micrometres
+
+    for n in (2, 11, 20, 25):
+        assert len(set(class_colours(n))) == n, f"{n} classes, {n} colours"
+    values, unit = in_micrometres("somanuc_soma_volume_nm3", np.array([2.5e11]))
+    assert unit == "µm³" and values[0] == pytest.approx(250.0)
+    assert in_micrometres("soma_area_nm2", np.array([3e6]))[1] == "µm²"
+    assert in_micrometres("soma_depth_um", np.array([1.0]))[1] == ""

@@ -109,6 +109,28 @@ def png_bytes(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+# nm-based units read as 1e12 offsets on an axis: figures show them in micrometres
+MICRO_UNITS = (("_nm3", 1e9, "µm³"), ("_nm2", 1e6, "µm²"), ("_nm", 1e3, "µm"))
+
+
+def in_micrometres(feature: str, values: np.ndarray) -> tuple[np.ndarray, str]:
+    """Values of a `*_nm3` / `*_nm2` / `*_nm` feature in µm³ / µm² / µm, with the unit to print ("" if none)."""
+    for suffix, factor, unit in MICRO_UNITS:
+        if feature.endswith(suffix):
+            return values / factor, unit
+    return values, ""
+
+
+def class_colours(n: int) -> list[Any]:
+    """n distinct colours: matplotlib's default cycle repeats after 10, and the sample has 11 types."""
+    plt = pyplot()
+    if n > 20:
+        return [plt.get_cmap("hsv")(i / n) for i in range(n)]
+    paired = plt.get_cmap("tab20")  # pairs of dark and light shades: the ten dark hues first
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    return [paired(order[i]) for i in range(n)]
+
+
 def class_order(ds: Dataset) -> list[str]:
     return list(ds.card["class_counts"])
 
@@ -130,10 +152,12 @@ def feature_distributions(ds: Dataset, limit: int = 9) -> bytes | None:
         groups = [
             ds.data.filter(pl.col(ds.label) == c)[feature].drop_nulls().cast(pl.Float64).to_numpy() for c in classes
         ]
-        ax.boxplot(groups, showfliers=False)
+        converted = [in_micrometres(feature, g) for g in groups]
+        unit = converted[0][1] if converted else ""
+        ax.boxplot([g for g, _u in converted], showfliers=False)
         ax.set_xticks(range(1, len(classes) + 1), classes, rotation=60, ha="right", fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
-        ax.set_title(f"{feature} ({origins[feature]})", fontsize=8)
+        ax.set_title(f"{feature}{f' in {unit}' if unit else ''} ({origins[feature]})", fontsize=8)
     for ax in list(axes.flat)[len(chosen) :]:
         ax.axis("off")
     fig.tight_layout()
@@ -149,9 +173,10 @@ def depth_profiles(ds: Dataset) -> bytes | None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(classes) + 1.5), 4.2))
     rng = np.random.default_rng(0)
+    colours = class_colours(len(classes))
     for i, c in enumerate(classes):
         y = ds.data.filter(pl.col(ds.label) == c)[depth].drop_nulls().cast(pl.Float64).to_numpy()
-        ax.scatter(i + rng.uniform(-0.25, 0.25, len(y)), y, s=4, alpha=0.5)
+        ax.scatter(i + rng.uniform(-0.25, 0.25, len(y)), y, s=4, alpha=0.5, color=colours[i])
         if len(y):
             ax.hlines(np.median(y), i - 0.35, i + 0.35, color="black", lw=1.2)
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)

@@ -135,7 +135,7 @@ def render(report_dir: Path, shown: Path | None = None) -> str:
         body.append(display.dataset_html(ds.card, ds.path))
         for title, png in (
             ("Feature distributions per class (real features first)", feature_distributions(ds)),
-            ("Depth profile per type", depth_profiles(ds)),
+            (f"Depth profile per {ds.card['label']['level']}", depth_profiles(ds)),
         ):
             if png is not None:
                 body.append(f"<h3>{html.escape(title)}</h3><div><img alt='{html.escape(title)}' src='{data_uri(png)}'>")
