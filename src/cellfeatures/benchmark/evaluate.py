@@ -35,7 +35,7 @@ class Evaluator:
         accuracy / balanced accuracy / macro-F1 over present classes / log-loss (tested against them),
         at a fraction of the cost: a run scores a few hundred prediction sets.
         """
-        from cellfeatures.benchmark.stats import confusion_codes, metrics_from_confusion
+        from cellfeatures.benchmark.stats import class_scores, confusion_codes, metrics_from_confusion
 
         labels = self.classes
         k = len(labels)
@@ -47,13 +47,7 @@ class Evaluator:
             raise ConfigError(f"true labels {unknown[:5]} are not among the evaluator's classes {labels}")
         p = np.fromiter((k if v is None else index.get(str(v), k) for v in y_pred), dtype=np.int64, count=len(t))
         cm = confusion_codes(t, p, k)  # k x (k+1): the last column is 'predicted something else / nothing'
-        support = cm.sum(axis=1)
-        tp = np.diag(cm[:, :k])
-        predicted = cm[:, :k].sum(axis=0)
-        precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
-        recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
-        denom = precision + recall
-        f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
+        scores = class_scores(cm)
         summary = metrics_from_confusion(cm)
         out: dict[str, Any] = {
             "n": len(t),
@@ -62,10 +56,10 @@ class Evaluator:
             "macro_f1": summary["macro_f1"],
             "per_class": {
                 c: {
-                    "precision": float(precision[i]),
-                    "recall": float(recall[i]),
-                    "f1": float(f1[i]),
-                    "support": int(support[i]),
+                    "precision": float(scores["precision"][i]),
+                    "recall": float(scores["recall"][i]),
+                    "f1": float(scores["f1"][i]),
+                    "support": int(scores["support"][i]),
                 }
                 for i, c in enumerate(labels)
             },

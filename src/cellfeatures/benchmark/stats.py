@@ -31,26 +31,34 @@ def confusion_codes(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarra
     return np.bincount(y_true * (k + 1) + y_pred, minlength=k * (k + 1)).reshape(k, k + 1).astype(float)
 
 
+def class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Per class of a k x (k+1) confusion: support, true positives, precision, recall and F1 (0 where
+    undefined, as scikit-learn's zero_division=0)."""
+    k = cm.shape[0]
+    support = cm.sum(axis=1)
+    tp = np.diag(cm[:, :k])
+    predicted = cm[:, :k].sum(axis=0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
+    return {"support": support, "tp": tp, "precision": precision, "recall": recall, "f1": f1}
+
+
 def metrics_from_confusion(cm: np.ndarray) -> dict[str, float]:
     """Accuracy, balanced accuracy and macro-F1 over the classes present in y_true (rows with support).
 
     Why only present classes: a class absent from a fold's test cells has no recall; counting its F1 as 0
     (because a model predicted it once) would punish the fold for the split, not for the model.
     """
-    k = cm.shape[0]
-    support = cm.sum(axis=1)
-    tp = np.diag(cm[:, :k])
-    predicted = cm[:, :k].sum(axis=0)
+    scores = class_scores(cm)
+    support, recall, f1 = scores["support"], scores["recall"], scores["f1"]
     present = support > 0
     total = support.sum()
     if total == 0:
         return {"accuracy": float("nan"), "balanced_accuracy": float("nan"), "macro_f1": float("nan")}
-    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
-    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
     return {
-        "accuracy": float(tp.sum() / total),
+        "accuracy": float(scores["tp"].sum() / total),
         "balanced_accuracy": float(recall[present].mean()),
         "macro_f1": float(f1[present].mean()),
     }
