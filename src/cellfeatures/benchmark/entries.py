@@ -132,26 +132,41 @@ DIFFERENCE_METRICS = ("balanced_accuracy", "accuracy")
 def difference_to(
     reference: EntryResult, other: EntryResult, datasets: dict[int, Dataset], classes: list[str]
 ) -> dict[str, Any] | None:
-    """`other` minus `reference` on the same test cells, per metric: the difference of the seed means and
-    its 95% paired bootstrap interval (the same cluster draws for both, `_replicates`).
+    """`other` minus `reference` on the same test cells (see `differences_to`)."""
+    return differences_to(reference, [other], datasets, classes)[0]
+
+
+def differences_to(
+    reference: EntryResult, others: list[EntryResult], datasets: dict[int, Dataset], classes: list[str]
+) -> list[dict[str, Any] | None]:
+    """Each of `others` minus `reference` on the same test cells, per metric: the difference of the seed
+    means and its 95% paired bootstrap interval (the same cluster draws for both, `_replicates`); the
+    reference's replicates are drawn once for all.
 
     "distinguishable" is False when the interval holds zero: the data cannot order the two entries.
-    None when the two were not scored on the same cells (then no paired difference exists).
+    None for an entry not scored on the same cells (then no paired difference exists).
     """
     from cellfeatures.benchmark.stats import percentile_interval
 
     def cells(e: EntryResult) -> pl.DataFrame:
         return e.predictions.select("seed", "nucleus_id").sort("seed", "nucleus_id")
 
-    if reference.seeds != other.seeds or not cells(reference).equals(cells(other)):
-        return None
-    ours, _n = _replicates(datasets, reference.predictions, classes)
-    theirs, n_clusters = _replicates(datasets, other.predictions, classes)
-    out: dict[str, Any] = {"vs": reference.entry, "clusters": n_clusters}
-    for metric in DIFFERENCE_METRICS:
-        low, high = percentile_interval(theirs[metric] - ours[metric])
-        diff = other.summary(metric)["mean"] - reference.summary(metric)["mean"]
-        out[metric] = {"diff": diff, "low": low, "high": high, "distinguishable": not (low <= 0 <= high)}
+    reference_cells = cells(reference)
+    ours: dict[str, np.ndarray] | None = None
+    out: list[dict[str, Any] | None] = []
+    for other in others:
+        if reference.seeds != other.seeds or not reference_cells.equals(cells(other)):
+            out.append(None)
+            continue
+        if ours is None:
+            ours, _n = _replicates(datasets, reference.predictions, classes)
+        theirs, n_clusters = _replicates(datasets, other.predictions, classes)
+        result: dict[str, Any] = {"vs": reference.entry, "clusters": n_clusters}
+        for metric in DIFFERENCE_METRICS:
+            low, high = percentile_interval(theirs[metric] - ours[metric])
+            diff = other.summary(metric)["mean"] - reference.summary(metric)["mean"]
+            result[metric] = {"diff": diff, "low": low, "high": high, "distinguishable": not (low <= 0 <= high)}
+        out.append(result)
     return out
 
 

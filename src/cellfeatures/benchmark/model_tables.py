@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from cellfeatures.benchmark.entries import EntryResult, _intervals, _prediction_frame, difference_to
+from cellfeatures.benchmark.entries import EntryResult, _intervals, _prediction_frame, differences_to
 from cellfeatures.benchmark.evaluate import RANKING_METRIC, Evaluator, headline_metrics
 from cellfeatures.benchmark.models import CUSTOM, EXISTING, TRAINED
 from cellfeatures.datasets.dataset import Dataset
@@ -114,8 +114,10 @@ def compare_paired(entries: list[EntryResult], datasets: dict[int, Dataset]) -> 
     if best is None:
         return
     classes = Evaluator(next(iter(datasets.values()))).classes
-    for e in entries:
-        e.vs_best = difference_to(best, e, datasets, classes) if e is not best else None
+    others = [e for e in entries if e is not best]
+    best.vs_best = None
+    for e, difference in zip(others, differences_to(best, others, datasets, classes), strict=True):
+        e.vs_best = difference
     ours = best.predictions.filter(pl.col("seed") == best.seeds[0]).select("nucleus_id", pl.col("y_pred").alias("ours"))
     for e in entries:
         if e.covered is None or not e.covered["n"]:
