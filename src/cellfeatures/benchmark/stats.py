@@ -131,10 +131,10 @@ def joint_bootstrap_replicates(
                 recall = np.where(support > 0, cms[:, np.arange(k), np.arange(k)] / support, np.nan)
             values |= {f"recall:{c}": recall[:, i] for i, c in enumerate(classes)}
         per_part.append(values)
-    keys = list(per_part[0]) if per_part else list(names)
+    # every part with clusters has cells, so per_part is not empty here
     with warnings.catch_warnings():  # a class no replicate of any seed drew stays NaN, quietly
         warnings.simplefilter("ignore", RuntimeWarning)
-        return {m: np.nanmean([values[m] for values in per_part], axis=0) for m in keys}, n_units
+        return {m: np.nanmean([values[m] for values in per_part], axis=0) for m in per_part[0]}, n_units
 
 
 def metrics_of_confusions(cms: np.ndarray) -> dict[str, np.ndarray]:

@@ -200,15 +200,16 @@ def _folds_section(card: dict[str, Any]) -> list[str]:
     folds = card.get("folds") or {}
     if not folds:
         return []
-    rows, thin = [], []
+    rows, thin, trains = [], [], []
     for fold, roles in folds.items():
         count = {role: sum((roles.get(role) or {}).values()) for role in ("train", "test", "buffer")}
         small = sorted(c for c, n in (roles.get("test") or {}).items() if n <= 1)
         thin += [f"{fold} {c}" for c in small]
+        trains += [count["train"]] if fold != "locked" else []
         rows.append(
             f"| {fold} | {count['train']:,} | {count['test']:,} | {count['buffer']:,} | {', '.join(small) or '–'} |"
         )
-    trains = [sum((roles.get("train") or {}).values()) for fold, roles in folds.items() if fold != "locked"] or [0]
+    trains = trains or [0]
     return [
         "### Folds (first seed)",
         "",
