@@ -32,6 +32,15 @@ SYN_PRE = "meshparty/pre.feather"
 SYN_POST = "meshparty/post.feather"
 SSA = "pedigo_testbed/postsyn_predictions_for_2025-02-28.csv.gz"
 FUNC = "wiring_benchmark/sample_nodes.csv"
+SYN_EDITS = "perisomatic/column_syn_edits_df.parquet"
+
+# Synapse counts kept from the perisomatic repo's proofreading table (in: onto the cell, out: from it).
+SYN_COUNT_COLUMNS = [
+    "proofread_syn_count_in",
+    "initial_syn_count_in",
+    "proofread_syn_count_out",
+    "initial_syn_count_out",
+]
 
 # Soma/nucleus morphology columns kept in the external feature table (units in the manifest notes).
 SOMANUC_COLUMNS = [
@@ -65,6 +74,8 @@ checksum and the build script scripts/build_sample.py for every transformation):
   in reimerlab/NEURD (Celii et al.) training data.
 - allen_column_mtypes_v2: column m-types at materialization v795 (Schneider-Mizell et al. 2025), from
   lelabbady/Perisomatic_Based_CellTyping (Elabbady et al., Nature 2025).
+- column_synapse_counts_v795: synapse counts of the column cells before and after proofreading
+  (lelabbady/Perisomatic_Based_CellTyping, Elabbady et al. 2025), nucleus ids via the repo's v795 column table
 - soma_nuc_features_v117 and soma_nuc_model_83_1_v117: soma/nucleus features and model predictions
   (Elabbady et al. 2025), from the PyPI package cortical-layers 0.2.2 (Allen Institute).
 - aibs_soma_nuc_metamodel_preds_v117: excitatory model cell types listed in nriedman/microns.
@@ -375,6 +386,33 @@ def build(real: Path, out: Path) -> dict:
             "cells outside the sample, so they reference synapse ids the sample does not hold.",
         },
         part="real-pedigo",
+    )
+
+    # ---- synapse counts before / after proofreading of the column cells (real; keyed by v795 root id)
+    edits = pl.read_parquet(real / SYN_EDITS)
+    v795 = pl.read_ipc(real / MTYPES).select("root_id", pl.col("id").alias("nucleus_id"))
+    counts = edits.join(v795, on="root_id", how="inner").select(
+        "nucleus_id", pl.col("root_id").alias("root_id_v795"), *SYN_COUNT_COLUMNS
+    )
+    write(
+        "column_synapse_counts_v795",
+        counts.sort("nucleus_id"),
+        {
+            "origin": "real",
+            "kind": "external",
+            "inputs": inputs(SYN_EDITS, MTYPES),
+            "source": "per-cell synapse counts before and after proofreading of the V1 column cells "
+            "(lelabbady/Perisomatic_Based_CellTyping, data/column_syn_edits_df.pkl; Elabbady et al. 2025)",
+            "trace": {  # nucleus_id: the `id` of the v795 table row with the same root_id
+                "inputs": [SYN_EDITS],
+                "semi_join": {"path": MTYPES, "on": "root_id"},
+                "columns": {"root_id": "root_id_v795", **{c: c for c in SYN_COUNT_COLUMNS}},
+            },
+            "notes": f"{counts.height} of {edits.height} rows kept: their root ids are root ids of materialization "
+            "v795 in the repo's column table; the other rows carry root ids of another materialization, "
+            "which offline data cannot map to nucleus ids. Output counts depend on how far each axon was "
+            "proofread, which followed a protocol that differed by cell class.",
+        },
     )
 
     # ---- functional node table (real, 50 rows; an external table, not a CAVE one)

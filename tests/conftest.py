@@ -148,7 +148,7 @@ def sample_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _make_sample_project(root: Path) -> Path:
     from cellfeatures.config.model import load_config, packaged_config_path
     from cellfeatures.datasets.build import build_dataset
-    from cellfeatures.datasets.spec import DatasetSpec
+    from cellfeatures.datasets.spec import spec_from_config
     from cellfeatures.store.store import FeatureStore
     from cellfeatures.workflows import baseline_report
 
@@ -158,7 +158,7 @@ def _make_sample_project(root: Path) -> Path:
     cfg = load_config(root / "configs" / "sample.toml")
     store = FeatureStore(config=cfg)
     version = store.build().id
-    ds = build_dataset(store, DatasetSpec("column_types", feature_version=version))
+    ds = build_dataset(store, spec_from_config(cfg, "column_types", {"feature_version": version}))
     baseline_report(store, ds, seeds=(0,), models=("majority", "logistic_regression"))
     return root
 

@@ -68,14 +68,14 @@ def test_a_version_shows_cells_families_and_origins(sample_project: Path) -> Non
     v = store.latest()
     text = repr(v)
     assert text.startswith(f"FeatureVersion {v.id} · 69,461 cells")
-    assert "12 real" in text and "synthetic" in text
+    assert "14 real" in text and "synthetic" in text
     html = v._repr_html_()
     for part in ("nucleus", "synapses", "external", display.badge("real"), display.badge("synthetic")):
         assert part in html
     catalogue = v.catalogue()
     assert catalogue.height == len(v.features)
     real = catalogue.filter(pl.col("origin") == "real")
-    assert real.height == 12
+    assert real.height == 14
     assert not real.filter(pl.col("description").str.contains("from external table")).height, (
         "real features carry what they measure, not a placeholder"
     )

@@ -28,7 +28,7 @@ def test_run_builds_the_sample_and_summarises(in_tmp: Path) -> None:
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 0, result.output
     assert "feature version" in result.output and "69,461" in result.output
-    assert "real-data features: 12 of" in result.output
+    assert "real-data features: 14 of" in result.output
     assert "raw spellings agree on 51.0% of 1,327 cells; after harmonisation 80.9% of 1,123" in result.output
     assert "hist_gradient_boosting" in result.output and "table:soma_nuc_model_83_1_v117" in result.output
     report = next((in_tmp / "datasets" / "column_types").glob("*/baselines/*/REPORT.md"))
@@ -100,6 +100,11 @@ def test_baseline_command_writes_a_leaderboard_and_report(in_tmp: Path) -> None:
     assert "Elabbady et al. 2025" in text and "How the settings differ" in text
     assert list((report.parent / "figures").glob("*.png")) and (report.parent / "leaderboard.csv").exists()
     assert list((report.parent / "models").glob("*.joblib"))
+    # predict without --model fits the report's best model and says how many cells extrapolate
+    predicted = runner.invoke(app, ["predict", "column_classes"])
+    assert predicted.exit_code == 0, predicted.output
+    assert "model: logistic_regression (the report's best model" in predicted.output
+    assert "outside the labelled region" in predicted.output and "shifted in feature space" in predicted.output
 
 
 def test_version_and_every_help_has_an_example() -> None:

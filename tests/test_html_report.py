@@ -28,10 +28,13 @@ def test_markdown_subset_becomes_html_with_values_escaped(tmp_path: Path) -> Non
     (tmp_path / "figures" / "a.png").write_bytes(b"\x89PNG fake")
     md = (
         "## Title <x>\n\nSome **bold** and `code`.\n\n| a | b |\n|---|---|\n| 1 | <i>2</i> |\n\n"
-        "- one\n- two\n\n![fig](figures/a.png)\n"
+        "- one\n- two\n  - [nested](#title-x)\n\n![fig](figures/a.png)\n\n## Title <x>\n"
     )
     html = markdown_to_html(md, tmp_path)
-    assert "<h2>Title &lt;x&gt;</h2>" in html
+    # GitHub's anchors, a repeated heading numbered: the Markdown contents' links work in the HTML too
+    assert '<h2 id="title-x">Title &lt;x&gt;</h2>' in html and '<h2 id="title-x-1">' in html
+    assert '<li class="sub"><a href="#title-x">nested</a></li>' in html
+    assert '<div class="scroll"><table>' in html  # a wide table scrolls in its box at 900 px
     assert "<strong>bold</strong>" in html and "<code>code</code>" in html
     assert "<th>a</th>" in html and "<td>&lt;i&gt;2&lt;/i&gt;</td>" in html and "---" not in html
     assert "<li>one</li><li>two</li>" in html
@@ -68,6 +71,12 @@ def test_the_report_is_self_contained_and_carries_the_headline(report: Path) -> 
     ):
         assert section in html, section
     assert ">real</span>" in html and ">derived</span>" in html
+    # the contents at the top link every section, in the Markdown and in the HTML alike
+    md = (report / "REPORT.md").read_text()
+    links = re.findall(r"\]\(#([\w\-]+)\)", md.split("## Contents", 1)[1].split("\n## ", 1)[0])
+    assert len(links) >= 10 and len(set(links)) == len(links)
+    ids = set(re.findall(r'<h[23] id="([^"]+)"', html))
+    assert set(links) <= ids, set(links) - ids
 
 
 def test_the_report_opens_in_a_real_browser(report: Path) -> None:

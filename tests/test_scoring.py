@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from cellfeatures.benchmark.predict import PredictionTable, cells_to_predict, write_predictions
+from cellfeatures.benchmark.leaderboard import Leaderboard
+from cellfeatures.benchmark.predict import PredictionTable, best_model_name, cells_to_predict, write_predictions
 from cellfeatures.benchmark.scoring import read_predictions, score_file
 from cellfeatures.cli import app
 from cellfeatures.config.model import default_config
@@ -42,6 +44,7 @@ def reported(tmp_path_factory: pytest.TempPathFactory):
         models=("majority", "logistic_regression"),
         existing=("early_model",),
         root=root / "datasets",
+        ablations={"synapse_counts": "syncounts_*"},
     )
     return store, ds, report.parent, root
 
@@ -183,6 +186,65 @@ def test_predict_covers_every_filtered_cell_once_and_validates(reported) -> None
     compared = runner.invoke(app, ["labels", "early_model", str(path), "--level", "type"])
     assert compared.exit_code == 0, compared.output
     assert "raw spellings agree" in compared.output
+
+
+def test_predict_calibrates_by_the_reports_held_out_choice_and_flags_extrapolation(reported) -> None:
+    store, ds, report, _root = reported
+    lr = next(e for e in Leaderboard.load(report).entries if e.entry == "logistic_regression")
+    calibration = lr.calibration
+    assert calibration is not None and calibration["method"] in ("temperature", "isotonic")
+    assert calibration["ece_after"] < calibration["ece_before"]  # held out, on the sample's CV predictions
+    assert best_model_name(report, ds) == "logistic_regression"  # predict's default: the report's best
+    table = pl.read_parquet(write_predictions(store, ds, "logistic_regression", "logistic_regression", report))
+    assert not table["max_p"].equals(table["max_p_uncalibrated"])
+    unlabelled = table.filter(~pl.col("labelled"))
+    labelled = table.filter(pl.col("labelled"))
+    # the labels come from one column: most of the volume lies outside it, almost no training cell does
+    assert unlabelled["outside_labelled_region"].mean() > 0.9
+    assert labelled["outside_labelled_region"].mean() < 0.02
+    assert unlabelled["out_of_range"].mean() < unlabelled["outside_labelled_region"].mean()
+    card = json.loads((report.parent.parent / "predictions" / "logistic_regression" / "model_card.json").read_text())
+    assert card["calibration"]["method"] == calibration["method"]
+    assert card["shift_thresholds"]["distance_to_labelled_um"] > 0
+
+
+def test_the_locked_slab_predictions_are_saved_and_recompute_its_scores(reported) -> None:
+    _store, _ds, report, _root = reported
+    board = Leaderboard.load(report)
+    assert (report / "locked_predictions.parquet").exists()
+    for e in board.entries:
+        assert e.locked is not None and e.locked_predictions is not None, e.entry
+        slab = e.locked_predictions
+        assert slab.height == e.locked["n"]
+        accuracy = (slab["y_true"] == slab["y_pred"]).mean()
+        assert abs(accuracy - e.locked["accuracy"]) < 1e-12
+        low, high = e.locked["intervals"]["accuracy"]
+        assert low <= accuracy <= high
+        counts = slab["y_true"].value_counts()
+        sparse = {c: n for c, n in counts.iter_rows() if n < 5}
+        assert e.locked["sparse_classes"] == dict(sorted(sparse.items()))
+
+
+def test_an_ablation_reports_the_paired_gain_of_its_features(reported) -> None:
+    _store, ds, report, _root = reported
+    board = Leaderboard.load(report)
+    full = next(e for e in board.entries if e.entry == "logistic_regression")
+    ablated = next(e for e in board.entries if e.entry == "logistic_regression_without_synapse_counts")
+    assert ablated.kind == "ablation" and board.best() is full  # an ablation is never "best"
+    gain = ablated.gain
+    assert gain is not None and gain["features"] == [
+        "syncounts_proofread_syn_count_in",
+        "syncounts_proofread_syn_count_out",
+    ]
+    everywhere = gain["all_cells"]["accuracy"]
+    assert abs(everywhere["diff"] - (full.summary("accuracy")["mean"] - ablated.summary("accuracy")["mean"])) < 1e-12
+    assert everywhere["low"] <= everywhere["diff"] <= everywhere["high"]
+    with_counts = ds.data.filter(pl.col("syncounts_proofread_syn_count_in").is_not_null())["nucleus_id"]
+    tested = full.predictions.filter(pl.col("nucleus_id").is_in(with_counts.implode()))
+    assert gain["test_cells_with_features"] == tested.height
+    by_hand = (tested["y_true"] == tested["y_pred"]).mean()
+    assert abs(gain["cells_with_features"]["accuracy"]["b"] - by_hand) < 1e-12
+    assert "### What a feature group adds" in (report / "REPORT.md").read_text()
 
 
 def test_a_report_covering_several_datasets_is_found_for_each(reported) -> None:

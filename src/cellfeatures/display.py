@@ -59,10 +59,19 @@ def difference(row: dict[str, Any], metric: str) -> str:
     diff = row.get(f"{metric}_diff")
     if diff is None or diff != diff:
         return "best" if row.get("vs_best") is None and row.get("kind") in ("trained", "custom") else "–"
-    low, high = row.get(f"{metric}_diff_low"), row.get(f"{metric}_diff_high")
-    verdict = "lower" if high is not None and high < 0 else "higher" if low is not None and low > 0 else None
-    text = f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]".replace("-", "−")
-    return f"{text} {verdict}" if verdict else f"{text} not distinguishable"
+    return paired({"diff": diff, "low": row.get(f"{metric}_diff_low"), "high": row.get(f"{metric}_diff_high")})
+
+
+def paired(d: dict[str, Any] | None) -> str:
+    """'+0.051 [+0.037, +0.075] higher' / '... not distinguishable': a paired difference and its verdict,
+    read from its interval (the difference is "higher" or "lower" only when the interval excludes zero)."""
+    if not d or d.get("diff") is None or d["diff"] != d["diff"]:
+        return "–"
+    diff, low, high = d["diff"], d.get("low"), d.get("high")
+    if low is None or high is None or low != low or high != high:
+        return f"{diff:+.3f}".replace("-", "−")
+    verdict = "lower" if high < 0 else "higher" if low > 0 else "not distinguishable"
+    return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] {verdict}".replace("-", "−")
 
 
 def interval(row: dict[str, Any], metric: str, *, spread: bool = False, missing: str = "–") -> str:

@@ -52,6 +52,7 @@ def baseline_report(
     custom: dict[str, Any] | None = None,
     progress: FitProgress | None = None,
     stages: Stages | None = None,
+    ablations: dict[str, str] | None = None,
 ) -> tuple[Path, bool]:
     """Run baselines for a dataset (and optional extra datasets) and publish the report once.
 
@@ -61,6 +62,7 @@ def baseline_report(
     """
     models = models or TRAINED_MODELS
     named = tuple(models) + tuple(f"{k}={v!r}" for k, v in sorted((custom or {}).items()))
+    named += tuple(f"without {k}={v}" for k, v in sorted((ablations or {}).items()))
     key = report_key("+".join([dataset.id, *[d.id for d in extra or []]]), seeds, named, existing)
     out = report_dir(dataset.path, key)
     if (out / "REPORT.md").exists():
@@ -76,6 +78,7 @@ def baseline_report(
             root=root,
             progress=progress,
             stages=stages,
+            ablations=ablations,
         )
         for d in [dataset, *(extra or [])]
     ]
@@ -206,7 +209,13 @@ def run_main_job(
     if result.datasets:
         seeds = tuple(run_cfg.get("seeds", [0, 1, 2]))
         first, extra = result.datasets[0], result.datasets[1:]
-        options: dict[str, Any] = {"seeds": seeds, "root": config.datasets_root, "extra": extra, "stages": stages}
+        options: dict[str, Any] = {
+            "seeds": seeds,
+            "root": config.datasets_root,
+            "extra": extra,
+            "stages": stages,
+            "ablations": dict(run_cfg.get("ablations", {})),
+        }
         if fit_progress is None:
             result.report, _ = baseline_report(store, first, **options)
         else:

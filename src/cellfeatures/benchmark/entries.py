@@ -15,6 +15,7 @@ from cellfeatures.benchmark.models import DEPTH_FEATURE, EXTERNAL
 from cellfeatures.datasets.dataset import Dataset
 from cellfeatures.datasets.selection import LAYER_FEATURES
 
+IMPORTANCE_MODELS = ("logistic_regression", "random_forest", "hist_gradient_boosting")
 MIN_HEADLINE_COVERAGE = 0.5  # a prediction table covering fewer test cells is listed, not headlined
 
 
@@ -37,6 +38,10 @@ class EntryResult:
     locked: dict[str, Any] | None = None  # metrics on the locked test set
     importances: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""  # a prediction file's SHA-256, a table name
+    selective: list[dict[str, Any]] = field(default_factory=list)  # accuracy-coverage curve (selective.py)
+    calibration: dict[str, Any] | None = None  # the held-out choice of calibration (calibration.py)
+    locked_predictions: pl.DataFrame | None = None  # nucleus_id, y_true, y_pred (+ p_<class>) on the slab
+    gain: dict[str, Any] | None = None  # an ablation: what the left-out features add to the full model
 
     def summary(self, metric: str) -> dict[str, float]:
         """mean over seeds, std over seeds, std over all (seed, fold) pairs, and the bootstrap interval."""
@@ -68,7 +73,11 @@ def _blocks(ds: Dataset) -> dict[int, int]:
 
 
 def _replicates(
-    datasets: dict[int, Dataset], predictions: pl.DataFrame, classes: list[str], per_class: bool = False
+    datasets: dict[int, Dataset],
+    predictions: pl.DataFrame,
+    classes: list[str],
+    per_class: bool = False,
+    universe: pl.DataFrame | None = None,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Bootstrap replicates of the seed-averaged pooled metrics, and the number of clusters resampled.
 
@@ -77,7 +86,8 @@ def _replicates(
     once and weights every seed's predictions of their cells (stats.joint_bootstrap_replicates). Cells
     are the clusters when the split has no blocks. The draws depend only on the clusters and the first
     seed, so two entries scored on the same cells get the same draws: their replicate-by-replicate
-    difference is a paired bootstrap of the difference (`difference_to`).
+    difference is a paired bootstrap of the difference (`difference_to`). `universe` (predictions of every
+    test cell) fixes the clusters when `predictions` holds a subset of them (selective.py).
     """
     from cellfeatures.benchmark.stats import joint_bootstrap_replicates
 
@@ -93,10 +103,15 @@ def _replicates(
         parts.append((part["y_true"].to_numpy(), y_pred, ids))
     if not parts:
         return {}, 0
-    every = [n for _t, _p, ids in parts for n in ids]
+    every = universe["nucleus_id"].to_list() if universe is not None else [n for _t, _p, ids in parts for n in ids]
     by_block = bool(blocks) and all(blocks.get(n, -1) >= 0 for n in every)
-    clustered = [(t, p, np.array([blocks[n] for n in ids] if by_block else ids, dtype=np.int64)) for t, p, ids in parts]
-    return joint_bootstrap_replicates(clustered, classes, seed=next(iter(datasets)), per_class=per_class)
+
+    def clusters(ids: list[int]) -> np.ndarray:
+        return np.array([blocks[n] for n in ids] if by_block else ids, dtype=np.int64)
+
+    clustered = [(t, p, clusters(ids)) for t, p, ids in parts]
+    units = clusters(every) if universe is not None else None
+    return joint_bootstrap_replicates(clustered, classes, seed=next(iter(datasets)), per_class=per_class, units=units)
 
 
 def _intervals(
@@ -127,6 +142,31 @@ def class_recalls(entry: EntryResult, datasets: dict[int, Dataset], classes: lis
 
 
 DIFFERENCE_METRICS = ("balanced_accuracy", "accuracy")
+MIN_LOCKED_CLASS_CELLS = 5  # a class with fewer cells on the slab is listed apart from its locked scores
+
+
+def locked_intervals(frame: pl.DataFrame, classes: list[str]) -> dict[str, Any]:
+    """95% intervals of the locked-slab metrics, resampling its cells (the slab is one spatial region, so
+    its blocks are too few to resample), the classes with under MIN_LOCKED_CLASS_CELLS cells there, and
+    balanced accuracy over the other classes only (those few cells cannot carry a per-class recall)."""
+    from cellfeatures.benchmark.stats import bootstrap_replicates, percentile_interval
+
+    y_true = frame["y_true"].to_numpy()
+    y_pred = np.array([None if p == "<none>" else p for p in frame["y_pred"].to_list()], dtype=object)
+    replicates = bootstrap_replicates(y_true, y_pred, classes, seed=0)
+    counts = dict(zip(*np.unique(y_true, return_counts=True), strict=True))
+    sparse = sorted(c for c in classes if 0 < counts.get(c, 0) < MIN_LOCKED_CLASS_CELLS)
+    out: dict[str, Any] = {
+        "intervals": {m: list(percentile_interval(replicates[m])) for m in DIFFERENCE_METRICS},
+        "sparse_classes": {c: int(counts[c]) for c in sparse},
+    }
+    if sparse:
+        keep = ~np.isin(y_true, sparse)
+        recalls = [
+            float(np.mean(y_pred[keep & (y_true == c)] == c)) for c in classes if c in counts and c not in sparse
+        ]
+        out["balanced_accuracy_without_sparse"] = float(np.mean(recalls)) if recalls else None
+    return out
 
 
 def difference_to(
@@ -203,21 +243,30 @@ def _entry_origins(first: Dataset, model: Any) -> list[str]:
     return sorted(set(origins.values()))
 
 
-def trained_tasks(datasets: dict[int, Dataset], name: str, model: Any) -> list[FitTask]:
-    """One FitTask per (seed, fold), plus one for the locked test set of the first seed's dataset."""
+def trained_tasks(datasets: dict[int, Dataset], name: str, model: Any, drop: tuple[str, ...] = ()) -> list[FitTask]:
+    """One FitTask per (seed, fold), plus one for the locked test set of the first seed's dataset; `drop`:
+    design-matrix columns left out (an ablation)."""
     first = next(iter(datasets.values()))
     classes = Evaluator(first).classes
+
+    def xy(ds: Dataset, k: int | str, part: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        x, y, names = ds.xy(k, part)
+        keep = [i for i, n in enumerate(names) if n not in drop]
+        return (x[:, keep], y, [names[i] for i in keep]) if drop else (x, y, names)
+
     tasks = []
     for seed, ds in datasets.items():
         for k in range(len(ds.folds)):
-            x_train, y_train, names = ds.xy(k, "train")
-            x_test, y_test, _ = ds.xy(k, "test")
+            x_train, y_train, names = xy(ds, k, "train")
+            x_test, y_test, _ = xy(ds, k, "test")
             if len(y_test):
-                keep = name == "hist_gradient_boosting" and seed == next(iter(datasets)) and k == 0
+                # the fitted model of seed 0 fold 0 is kept for these: the report shows the permutation
+                # importances of the best model (not known before the fits) and of gradient boosting
+                keep = name in IMPORTANCE_MODELS and seed == next(iter(datasets)) and k == 0
                 tasks.append(FitTask((name, seed, k), model, names, seed, x_train, y_train, x_test, classes, keep))
     if first.has_locked:
-        x_train, y_train, names = first.xy("locked", "train")
-        x_test, _y, _ = first.xy("locked", "test")
+        x_train, y_train, names = xy(first, "locked", "train")
+        x_test, _y, _ = xy(first, "locked", "test")
         seed = next(iter(datasets))
         tasks.append(FitTask((name, seed, "locked"), model, names, seed, x_train, y_train, x_test, classes))
     return tasks
@@ -230,13 +279,14 @@ def collect_trained(
     first = next(iter(datasets.values()))
     evaluator = Evaluator(first)
     classes = evaluator.classes
-    per_seed, per_fold, frames, importances = [], [], [], []
+    per_seed, per_fold, frames = [], [], []
+    locked_predictions = None
     for seed, ds in datasets.items():
         truth, preds, probas = [], [], []
         for k in range(len(ds.folds)):
             if (name, seed, k) not in fits:
                 continue
-            pred, proba, fitted = fits[(name, seed, k)]
+            pred, proba, _fitted = fits[(name, seed, k)]
             test = ds.fold(k)[1]
             y_test = test[ds.label].to_numpy()
             has_proba = proba.shape[1] == len(classes)
@@ -246,9 +296,6 @@ def collect_trained(
             preds.append(pred)
             probas.append(proba if has_proba else None)
             frames.append(_prediction_frame(seed, k, test["nucleus_id"].to_numpy(), y_test, pred, proba, classes))
-            if fitted is not None:
-                x_test, _y, names = ds.xy(k, "test")
-                importances = permutation_importances(fitted, x_test, y_test, names, seed)
         complete = [p for p in probas if p is not None]
         pooled_proba: np.ndarray | None = np.concatenate(complete) if probas and len(complete) == len(probas) else None
         per_seed.append({"seed": seed, **evaluator.eval(np.concatenate(truth), np.concatenate(preds), pooled_proba)})
@@ -257,7 +304,12 @@ def collect_trained(
     if (name, next(iter(datasets)), "locked") in fits:
         pred, proba, _ = fits[(name, next(iter(datasets)), "locked")]
         test = first.fold("locked")[1]
-        locked = {"n": test.height, **headline_metrics(evaluator.eval(test[first.label].to_numpy(), pred))}
+        y_locked = test[first.label].to_numpy()
+        locked = {"n": test.height, **headline_metrics(evaluator.eval(y_locked, pred))}
+        locked_predictions = _prediction_frame(
+            next(iter(datasets)), "locked", test["nucleus_id"].to_numpy(), y_locked, pred, proba, classes
+        )
+        locked |= locked_intervals(locked_predictions, classes)
     intervals, clusters = _intervals(datasets, predictions, classes)
     return EntryResult(
         name,
@@ -270,8 +322,19 @@ def collect_trained(
         intervals=intervals,
         clusters=clusters,
         locked=locked,
-        importances=importances,
+        locked_predictions=locked_predictions,
     )
+
+
+def importances_of(datasets: dict[int, Dataset], name: str, fits: dict[Any, Any]) -> list[dict[str, Any]]:
+    """Permutation importances of `name`'s kept fit (first seed, fold 0; see trained_tasks), or []."""
+    seed = next(iter(datasets))
+    found = fits.get((name, seed, 0))
+    if found is None or found[2] is None:
+        return []
+    ds = datasets[seed]
+    x_test, y_test, names = ds.xy(0, "test")
+    return permutation_importances(found[2], x_test, y_test, names, seed)
 
 
 def permutation_importances(

@@ -85,14 +85,17 @@ def entry_row(e: EntryResult, dataset: Dataset) -> dict[str, Any]:
 def _entry_json(e: EntryResult) -> dict[str, Any]:
     out = asdict(e)
     out.pop("predictions")
+    out.pop("locked_predictions")
     out["intervals"] = {k: list(v) for k, v in e.intervals.items()}
     return out
 
 
-def _entry_from_json(raw: dict[str, Any], predictions: pl.DataFrame) -> EntryResult:
+def _entry_from_json(raw: dict[str, Any], predictions: pl.DataFrame, locked: pl.DataFrame | None = None) -> EntryResult:
     raw = dict(raw)
     raw["intervals"] = {k: (float(v[0]), float(v[1])) for k, v in raw.get("intervals", {}).items()}
-    return EntryResult(**raw, predictions=predictions)
+    return EntryResult(
+        **raw, predictions=predictions, locked_predictions=locked if locked is None or locked.height else None
+    )
 
 
 @dataclass
@@ -125,6 +128,17 @@ class Leaderboard:
                 [{"entry": e.entry, "kind": e.kind, **r} for e in self.entries for r in e.per_fold],
                 infer_schema_length=None,
             )
+        elif part == "locked_predictions":
+            frames = [
+                e.locked_predictions.with_columns(pl.lit(e.entry).alias("entry"))
+                for e in self.entries
+                if e.locked_predictions is not None
+            ]
+            frame = (
+                pl.concat(frames, how="diagonal_relaxed")
+                if frames
+                else pl.DataFrame({"entry": []}, schema={"entry": pl.String})
+            )
         else:
             frame = pl.concat(
                 [e.predictions.with_columns(pl.lit(e.entry).alias("entry")) for e in self.entries],
@@ -153,6 +167,10 @@ class Leaderboard:
     def predictions(self) -> pl.DataFrame:
         """Every test prediction of every entry (seed, fold, nucleus_id, y_true, y_pred, p_<class>)."""
         return self._stacked("predictions")
+
+    def locked_predictions(self) -> pl.DataFrame:
+        """Every prediction on the locked slab (entry, nucleus_id, y_true, y_pred, p_<class>): scores recompute."""
+        return self._stacked("locked_predictions")
 
     def best(self) -> EntryResult | None:
         """The headline trained (or custom) entry with the best cross-validated ranking metric."""
@@ -191,6 +209,8 @@ class Leaderboard:
         write_file_atomically(
             target / "predictions.parquet", lambda tmp: predictions.write_parquet(tmp, compression="zstd")
         )
+        locked = self._stacked("locked_predictions")
+        write_file_atomically(target / "locked_predictions.parquet", lambda tmp: locked.write_parquet(tmp))
         doc = {
             "format": ENTRIES_FORMAT,
             "boards": [
@@ -231,6 +251,12 @@ class Leaderboard:
         try:
             doc = json.loads((folder / "entries.json").read_text())
             predictions = pl.read_parquet(folder / "predictions.parquet")
+            slab_file = folder / "locked_predictions.parquet"
+            locked = (
+                pl.read_parquet(slab_file)
+                if slab_file.exists()
+                else pl.DataFrame(schema={"dataset_id": pl.String, "entry": pl.String})
+            )
         except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
             raise StoreError(
                 f"{folder} is not a readable baseline report ({type(exc).__name__}: {exc}); "
@@ -239,8 +265,14 @@ class Leaderboard:
         boards = []
         for raw in doc["boards"]:
             mine = predictions.filter(pl.col("dataset_id") == raw["dataset"]).drop("dataset", "dataset_id")
+            slab = locked.filter(pl.col("dataset_id") == raw["dataset"])
             entries = [
-                _entry_from_json(e, mine.filter(pl.col("entry") == e["entry"]).drop("entry")) for e in raw["entries"]
+                _entry_from_json(
+                    e,
+                    mine.filter(pl.col("entry") == e["entry"]).drop("entry"),
+                    slab.filter(pl.col("entry") == e["entry"]).drop("entry", "dataset", "dataset_id", strict=False),
+                )
+                for e in raw["entries"]
             ]
             datasets = {
                 int(s): Dataset(folder / p) for s, p in raw["seeds"].items() if (folder / p / "card.json").exists()

@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from cellfeatures.benchmark.entries import EntryResult, _intervals, _prediction_frame, differences_to
+from cellfeatures.benchmark.entries import (
+    EntryResult,
+    _intervals,
+    _prediction_frame,
+    differences_to,
+    locked_intervals,
+)
 from cellfeatures.benchmark.evaluate import RANKING_METRIC, Evaluator, headline_metrics
 from cellfeatures.benchmark.models import CUSTOM, EXISTING, TRAINED
 from cellfeatures.datasets.dataset import Dataset
@@ -59,13 +65,17 @@ def evaluate_predictions(
         if covered_rows.height
         else None,
     }
-    locked = None
+    locked, locked_predictions = None, None
     if first.has_locked:
         test = first.fold("locked")[1].select("nucleus_id", first.label).join(predicted, on="nucleus_id", how="left")
-        locked = {
-            "n": test.height,
-            **headline_metrics(evaluator.eval(test[first.label].to_numpy(), test["pred"].to_list())),
-        }
+        y_locked, pred_locked = test[first.label].to_numpy(), test["pred"].to_list()
+        locked = {"n": test.height, **headline_metrics(evaluator.eval(y_locked, pred_locked))}
+        proba = test.select(p_cols).to_numpy() if with_proba else None
+        seed0 = next(iter(datasets))
+        locked_predictions = _prediction_frame(
+            seed0, "locked", test["nucleus_id"].to_numpy(), y_locked, pred_locked, proba, classes
+        )
+        locked |= locked_intervals(locked_predictions, classes)
     intervals, clusters = _intervals(datasets, predictions, classes)
     return EntryResult(
         entry,
@@ -81,6 +91,7 @@ def evaluate_predictions(
         covered=covered,
         locked=locked,
         source=source,
+        locked_predictions=locked_predictions,
     )
 
 
@@ -108,6 +119,7 @@ def compare_paired(entries: list[EntryResult], datasets: dict[int, Dataset]) -> 
     beats our model" are both true statements; readers need the second, on the same cells, with a test.
     And a ranking is not a difference: two entries whose paired interval holds zero are not ordered.
     """
+    from cellfeatures.benchmark.selective import covered_comparisons, selective_comparisons
     from cellfeatures.benchmark.stats import mcnemar_exact
 
     best = best_entry(entries)
@@ -137,6 +149,8 @@ def compare_paired(entries: list[EntryResult], datasets: dict[int, Dataset]) -> 
                 "p_value": test["p_value"],
             }
         )
+    covered_comparisons(entries, datasets, classes)
+    selective_comparisons(entries, datasets, classes)
 
 
 def best_entry(entries: list[EntryResult]) -> EntryResult | None:

@@ -17,6 +17,9 @@ from cellfeatures.datasets.selection import LAYER_FEATURES
 from cellfeatures.errors import ConfigError, ModelIntegrityError
 
 FLOOR, TRAINED, EXISTING, EXTERNAL, CUSTOM = "floor", "trained", "existing", "external", "custom"
+# a trained model refitted without a group of features: measures what the group adds, never "best"
+ABLATION = "ablation"
+ABLATED_MODELS = ("logistic_regression", "hist_gradient_boosting")
 
 
 FLOORS = ("majority", "depth_only", "depth_only_unweighted")

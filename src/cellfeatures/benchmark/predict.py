@@ -6,9 +6,12 @@ unlabelled cells cannot be filtered by it: they are all predicted, and the card 
 
 The table follows a CAVE reference cell-type table (id, valid, target_id = nucleus id, pt_root_id of
 the feature version's materialization, classification_system, cell_type), plus the harmonised class /
-subclass / type, `p_<class>` per class, `max_p`, `out_of_range` (a feature value outside the training
-range: the prediction is an extrapolation) and `labelled` (the cell was a training cell). Because it is a
-cell-type table, `cellfeatures labels early_model <file>` compares it with the existing model tables.
+subclass / type, `p_<class>` per class (calibrated: the method the baseline report chose on held-out
+cross-validated predictions, see calibration.py), `max_p`, `max_p_uncalibrated`, `out_of_range` (a
+feature value outside the training range), the shift measures of shift.py (`distance_to_labelled_um`,
+`outside_labelled_region`, `feature_distance`, `feature_shift`: the prediction is an extrapolation)
+and `labelled` (the cell was a training cell). Because it is a cell-type table,
+`cellfeatures labels early_model <file>` compares it with the existing model tables.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import polars as pl
 from cellfeatures._util.atomic import publish_directory
 from cellfeatures.benchmark.leaderboard import Leaderboard
 from cellfeatures.datasets.selection import proofread_expr
-from cellfeatures.errors import ConfigError
+from cellfeatures.errors import ConfigError, StoreError
 from cellfeatures.identity import attributable_expr
 from cellfeatures.schemas import validate
 from cellfeatures.vocab import LEVELS, harmonise_expr
@@ -40,7 +43,12 @@ class PredictionTable(pa.DataFrameModel):
     classification_system: str
     cell_type: str
     max_p: float = pa.Field(ge=0, le=1)
+    max_p_uncalibrated: float = pa.Field(ge=0, le=1)
     out_of_range: bool
+    distance_to_labelled_um: float = pa.Field(ge=0, nullable=True)
+    outside_labelled_region: bool
+    feature_distance: float = pa.Field(ge=0, nullable=True)
+    feature_shift: bool
     labelled: bool
 
     class Config:
@@ -63,13 +71,53 @@ def cells_to_predict(store: Any, dataset: Any) -> tuple[pl.DataFrame, list[str]]
     return matrix, notes
 
 
-def predict_cells(store: Any, dataset: Any, model: Any, model_name: str) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Fit `model` (a name of baselines.TRAINED_MODELS or an estimator) on all labelled cells; predict all."""
+POSITIONS = ("pos_x_nm", "pos_y_nm", "pos_z_nm")
+
+
+def report_entry(report: Path | None, dataset: Any, model_name: str) -> Any:
+    """The report's entry of `model_name` on this dataset (its calibration and scores), or None."""
+    if report is None or not (report / "entries.json").exists():
+        return None
+    try:
+        board = Leaderboard.load(report).board_of(dataset)
+    except StoreError:
+        return None
+    return next((e for e in board.entries if e.entry == model_name), None)
+
+
+def best_model_name(report: Path | None, dataset: Any) -> str | None:
+    """The report's best model on this dataset (by cross-validation), if `predict` can refit it by name."""
+    from cellfeatures.benchmark.run import TRAINED_MODELS
+
+    if report is None or not (report / "entries.json").exists():
+        return None
+    try:
+        best = Leaderboard.load(report).board_of(dataset).best()
+    except StoreError:
+        return None
+    return best.entry if best is not None and best.entry in TRAINED_MODELS else None
+
+
+def _positions_um(frame: pl.DataFrame) -> np.ndarray | None:
+    if not all(c in frame.columns for c in POSITIONS):
+        return None
+    return frame.select(pl.col(c).cast(pl.Float64) / 1000.0 for c in POSITIONS).to_numpy()
+
+
+def predict_cells(
+    store: Any, dataset: Any, model: Any, model_name: str, report: Path | None = None
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Fit `model` (a name of baselines.TRAINED_MODELS or an estimator) on all labelled cells; predict all.
+
+    With a baseline `report` holding this model's held-out calibration, the probabilities are calibrated
+    by it; without one they are the estimator's own and the card says so."""
     from sklearn.base import clone
     from threadpoolctl import threadpool_limits
 
+    from cellfeatures.benchmark.calibration import apply_calibrator
     from cellfeatures.benchmark.models import make_model
     from cellfeatures.benchmark.run import TRAINED_MODELS
+    from cellfeatures.benchmark.shift import shift_measures
 
     x_train, y_train, names = dataset.xy()
     if isinstance(model, str):
@@ -82,13 +130,26 @@ def predict_cells(store: Any, dataset: Any, model: Any, model_name: str) -> tupl
     x_all, _ = dataset.design(cells)
     with threadpool_limits(limits=1):
         estimator.fit(x_train, y_train)
-        proba = estimator.predict_proba(x_all)
+        raw = estimator.predict_proba(x_all)
     classes = [str(c) for c in estimator.classes_]
+    entry = report_entry(report, dataset, model_name)
+    calibration = entry.calibration if entry is not None and entry.calibration else None
+    if calibration is not None and len(calibration["calibrator"].get("knots", classes)) == len(classes):
+        proba = apply_calibrator(calibration["calibrator"], raw)
+    else:
+        proba, calibration = raw, None
+        notes.append("probabilities are not calibrated: no baseline report holds this model's calibration")
     lo, hi = np.nanmin(x_train, axis=0), np.nanmax(x_train, axis=0)
     outside = ((x_all < lo) | (x_all > hi)) & ~np.isnan(x_all)
     level = dataset.card["label"]["level"]
     pred = np.array(classes, dtype=object)[proba.argmax(axis=1)]
     labelled = cells["nucleus_id"].is_in(dataset.data["nucleus_id"].implode())
+    training_cells = dataset.data.select("nucleus_id").join(cells, on="nucleus_id", how="left", maintain_order="left")
+    train_pos, all_pos = _positions_um(training_cells), _positions_um(cells)
+    if train_pos is None or all_pos is None or np.isnan(train_pos).any():
+        notes.append("no nucleus positions: distance_to_labelled_um is empty and outside_labelled_region False")
+        train_pos, all_pos = np.zeros((len(x_train), 1)), np.zeros((len(x_all), 1))
+    shift, limits = shift_measures(train_pos, all_pos, x_train, x_all, labelled.to_numpy())
     system = f"cellfeatures_{model_name}_{level}"
     table = pl.DataFrame(
         {
@@ -100,19 +161,32 @@ def predict_cells(store: Any, dataset: Any, model: Any, model_name: str) -> tupl
             "cell_type": pred.astype(str),
             **{f"p_{c}": proba[:, j] for j, c in enumerate(classes)},
             "max_p": proba.max(axis=1),
+            "max_p_uncalibrated": raw.max(axis=1),
             "out_of_range": outside.any(axis=1),
+            **shift,
             "labelled": labelled,
         }
     )
     if level in LEVELS:
         table = table.with_columns(*(harmonise_expr(pl.col("cell_type"), lv).alias(lv) for lv in LEVELS))
     table = validate(table, PredictionTable, f"predictions of {model_name}")
+    unlabelled = table.filter(~pl.col("labelled"))
     info = {
         "model": model_name,
         "classification_system": system,
         "cells_predicted": table.height,
         "cells_labelled": int(table["labelled"].sum()),
         "out_of_range": int(table["out_of_range"].sum()),
+        "outside_labelled_region": int(unlabelled["outside_labelled_region"].sum()),
+        "feature_shift": int(unlabelled["feature_shift"].sum()),
+        "shift_thresholds": limits,
+        "calibration": None
+        if calibration is None
+        else {k: calibration[k] for k in ("method", "ece_before", "ece_after", "held_out", "cells", "groups")},
+        "median_max_p": {
+            "calibrated": float(np.median(proba.max(axis=1))),
+            "uncalibrated": float(np.median(raw.max(axis=1))),
+        },
         "classes": classes,
         "notes": notes,
         "features": names,
@@ -159,6 +233,14 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"- feature version `{card['feature_version']}`; label `{card['label']}`; features: {len(card['features'])}",
         f"- cells predicted: {card['cells_predicted']:,} (of them training cells: {card['cells_labelled']:,}); "
         f"with a feature outside the training range: {card['out_of_range']:,}",
+        f"- of the {card['cells_predicted'] - card['cells_labelled']:,} cells without a label: "
+        f"{card['outside_labelled_region']:,} lie outside the labelled region (nearest training cell farther "
+        f"than {_number(card['shift_thresholds']['distance_to_labelled_um'])} µm, the 99th percentile of the "
+        f"training cells' own nearest-neighbour distances) and {card['feature_shift']:,} are shifted in feature "
+        f"space (standardised distance over {_number(card['shift_thresholds']['feature_distance'])}): their "
+        f"predictions extrapolate; filter on `outside_labelled_region` / `feature_shift`",
+        _calibration_line(card),
+        "- the cross-validated scores below come from folds that trained on fewer cells than this model",
         *[f"- note: {n}" for n in card["notes"]],
         "",
         "## Cross-validated scores",
@@ -176,9 +258,26 @@ def render_model_card(card: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _number(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) and value == value else "–"
+
+
+def _calibration_line(card: dict[str, Any]) -> str:
+    c = card.get("calibration")
+    medians = card["median_max_p"]
+    if not c:
+        return f"- probabilities not calibrated (median max_p {medians['uncalibrated']:.3f})"
+    return (
+        f"- probabilities calibrated by {c['method']} (chosen by held-out ECE on the cross-validated predictions "
+        f"of {c['cells']:,} cells, {c['groups']} folds of whole spatial blocks): ECE {c['ece_before']:.3f} "
+        f"before, {c['ece_after']:.3f} after; median max_p {medians['uncalibrated']:.3f} before, "
+        f"{medians['calibrated']:.3f} after"
+    )
+
+
 def write_predictions(store: Any, dataset: Any, model: Any, model_name: str, report: Path | None = None) -> Path:
     """Predict every cell and publish `<dataset>/predictions/<model>/` atomically; returns the table's path."""
-    table, info = predict_cells(store, dataset, model, model_name)
+    table, info = predict_cells(store, dataset, model, model_name, report)
     card = model_card(dataset, info, report)
     name = info["classification_system"]
     final = dataset.path / "predictions" / model_name

@@ -31,12 +31,13 @@ from typing import Any
 
 from cellfeatures._util.names import did_you_mean
 from cellfeatures._util.timing import Stages, stage
-from cellfeatures.benchmark.entries import collect_trained, trained_tasks
-from cellfeatures.benchmark.evaluate import RANKING_METRIC
+from cellfeatures.benchmark.ablation import ablation_gains, planned
+from cellfeatures.benchmark.entries import collect_trained, importances_of, trained_tasks
+from cellfeatures.benchmark.evaluate import RANKING_METRIC, Evaluator
 from cellfeatures.benchmark.fits import Progress, run_fits
 from cellfeatures.benchmark.leaderboard import Leaderboard
 from cellfeatures.benchmark.model_tables import best_entry, compare_paired, evaluate_existing
-from cellfeatures.benchmark.models import CUSTOM, TRAINED_MODELS, _kind, save_model
+from cellfeatures.benchmark.models import ABLATION, CUSTOM, TRAINED, TRAINED_MODELS, _kind, save_model
 from cellfeatures.datasets.build import seed_sibling
 from cellfeatures.datasets.dataset import Dataset
 from cellfeatures.datasets.layout import fit_cache_dir
@@ -75,6 +76,7 @@ def run_baselines(
     progress: Progress | None = None,
     n_jobs: int | None = None,
     stages: Stages | None = None,
+    ablations: dict[str, str] | None = None,
 ) -> Leaderboard:
     """Every baseline (and `custom` estimators) and every existing model table, on the dataset and its seeds.
 
@@ -83,7 +85,8 @@ def run_baselines(
     scikit-learn-compatible estimator is trained and scored on the same folds as ours.
     All fits of all models run together in worker processes (see the module doc); `progress` hears
     (fits done, fits total, the fit that finished); `stages` hears the wall time of fits, scoring and
-    the prediction tables.
+    the prediction tables. `ablations` (group name -> feature name pattern): logistic regression and
+    gradient boosting are refitted without the matching features, and the report shows the paired gain.
     """
     if isinstance(models, dict):
         custom = {**(custom or {}), **{k: v for k, v in models.items() if not isinstance(v, str)}}
@@ -97,8 +100,11 @@ def run_baselines(
         datasets = {seed: seed_sibling(store, dataset, seed, root) for seed in seeds}
     chosen: list[tuple[str, Any, str]] = [(m, m, _kind(m)) for m in models]
     chosen += [(name, est, CUSTOM) for name, est in (custom or {}).items()]
+    plans = planned(tuple(models), dataset.xy()[2], ablations or {})
+    chosen += [(name, base, ABLATION) for name, base, _dropped, _group in plans]
+    drops = {name: dropped for name, _base, dropped, _group in plans}
     with stage(stages, "fits"):
-        tasks = [t for name, model, _kind_ in chosen for t in trained_tasks(datasets, name, model)]
+        tasks = [t for name, model, _kind_ in chosen for t in trained_tasks(datasets, name, model, drops.get(name, ()))]
         fits = run_fits(tasks, progress, n_jobs, cache_dir=fit_cache_dir(dataset.path))
     with stage(stages, "scoring"):
         entries = [collect_trained(datasets, name, model, kind, fits) for name, model, kind in chosen]
@@ -117,7 +123,26 @@ def run_baselines(
             if result is not None:
                 entries.append(result)
         compare_paired(entries, datasets)
+        best = best_entry(entries)
+        for e in entries:  # permutation importances only where the report shows them (~1 s each for a forest)
+            if e.entry in {best.entry if best else "", "hist_gradient_boosting"}:
+                e.importances = importances_of(datasets, e.entry, fits)
+        calibrate_and_curve(entries, datasets)
+        ablation_gains(entries, datasets, Evaluator(dataset).classes, plans)
     return Leaderboard(dataset, entries, datasets)
+
+
+def calibrate_and_curve(entries: list[Any], datasets: dict[int, Dataset]) -> None:
+    """In place: each trained entry with probabilities gets its accuracy-coverage curve and its held-out
+    choice of calibration (which `predict` applies)."""
+    from cellfeatures.benchmark.calibration import calibrate_entry
+    from cellfeatures.benchmark.selective import has_probabilities, selective_curve
+
+    classes = Evaluator(next(iter(datasets.values()))).classes
+    for e in entries:
+        if e.kind in (TRAINED, CUSTOM) and has_probabilities(e, classes):
+            e.selective = selective_curve(e, classes)
+            e.calibration = calibrate_entry(e, datasets, classes)
 
 
 def report_key(
@@ -126,7 +151,7 @@ def report_key(
     from cellfeatures.benchmark.models import MODELS_VERSION
 
     blob = json.dumps(
-        {"dataset": dataset_id, "seeds": seeds, "models": models, "existing": existing, "v": 3, "m": MODELS_VERSION}
+        {"dataset": dataset_id, "seeds": seeds, "models": models, "existing": existing, "v": 6, "m": MODELS_VERSION}
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -94,6 +94,7 @@ def joint_bootstrap_replicates(
     reps: int = 1000,
     seed: int = 0,
     per_class: bool = False,
+    units: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Seed-averaged metrics of `reps` replicates that draw the SAME clusters for every part; and the
     number of clusters. With `per_class`, also `recall:<class>` (NaN in a replicate that drew no cell of
@@ -104,12 +105,15 @@ def joint_bootstrap_replicates(
     blocks independently and averaging shrinks the spread by about the square root of the seed count,
     a precision the data do not have. Here one draw of the clusters weights every seed's cells, each seed's
     metrics come from its weighted confusion matrix, and the replicate is their mean over seeds.
+    `units` fixes the clusters drawn from (a superset of the parts' clusters): two subsets of the same
+    test cells (the cells a table covers, the cells a model keeps) then get the same draws, a paired
+    bootstrap of their difference.
     """
     names = ("accuracy", "balanced_accuracy", "macro_f1")
     labelled = [cluster for _t, _p, cluster in parts if len(cluster)]
     if not labelled:
         return {m: np.full(reps, np.nan) for m in names}, 0
-    units = np.unique(np.concatenate(labelled))
+    units = np.unique(np.concatenate(labelled)) if units is None else np.unique(units)
     n_units = len(units)
     rng = np.random.default_rng([seed, 13])
     weights = np.stack([np.bincount(rng.integers(0, n_units, size=n_units), minlength=n_units) for _ in range(reps)])

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import polars as pl
 import typer
+from rich.markup import escape
 
 from cellfeatures.cli.app import app
 from cellfeatures.cli.common import (
@@ -173,6 +174,18 @@ def _print_score(entry: str, row: dict[str, Any], report: Path | None) -> None:
         console.print("no baseline report yet: run `cellfeatures baseline` to compare")
 
 
+def prediction_summary(table: pl.DataFrame, path: Path) -> str:
+    """One line: how many cells were predicted and how many of them extrapolate (shift measures)."""
+    unlabelled = table.filter(~pl.col("labelled"))
+    return (
+        f"{table.height:,} cells predicted ({int(table['labelled'].sum()):,} were training cells; of the others "
+        f"{int(unlabelled['outside_labelled_region'].sum()):,} outside the labelled region, "
+        f"{int(unlabelled['feature_shift'].sum()):,} shifted in feature space, "
+        f"{int(unlabelled['out_of_range'].sum()):,} outside a feature's training range) → {escape(str(path))}"
+    )
+
+
+FALLBACK_MODEL = "hist_gradient_boosting"  # when no report names a best model yet
 PREDICT_HELP = (
     "Fit on all labelled cells, predict every cell passing the dataset's filters; a CAVE-style table + card.\n"
     """
@@ -182,30 +195,35 @@ Examples:
   cellfeatures predict column_types --model logistic_regression
 """
 )
-ModelOpt = Annotated[str, typer.Option(help="a baseline model name, or module:callable")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(help="a baseline model name, or module:callable (default: the report's best model)"),
+]
 
 
 @app.command(help=PREDICT_HELP)
 def predict(
     dataset_name: DatasetArg = "column_types",
-    model: ModelOpt = "hist_gradient_boosting",
+    model: ModelOpt = None,
     config: ConfigOpt = None,
     store: StoreOpt = None,
 ) -> None:
     from cellfeatures.benchmark.models import load_estimator
-    from cellfeatures.benchmark.predict import write_predictions
+    from cellfeatures.benchmark.predict import best_model_name, write_predictions
     from cellfeatures.datasets.dataset import find_dataset
     from cellfeatures.datasets.layout import latest_report
 
     with clean_errors():
         cfg = config_of(config)
         ds = find_dataset(dataset_name, cfg.datasets_root)
+        report = latest_report(ds, cfg.datasets_root)
+        if model is None:
+            best = best_model_name(report, ds)
+            model = best or FALLBACK_MODEL
+            why = "the report's best model" if best else "no baseline report names a best model yet"
+            console.print(f"model: {escape(model)} ({why}; choose another with --model)")
         name, estimator = load_estimator(model) if ":" in model else (model, model)
         with console.status(f"fitting {name} on {ds.card['cells']:,} cells and predicting every cell"):
-            path = write_predictions(store_of(cfg, store), ds, estimator, name, latest_report(ds, cfg.datasets_root))
-        table = pl.read_parquet(path)
-    console.print(
-        f"{table.height:,} cells predicted ({int(table['labelled'].sum()):,} were training cells, "
-        f"{int(table['out_of_range'].sum()):,} outside the training range) → {path}"
-    )
+            path = write_predictions(store_of(cfg, store), ds, estimator, name, report)
+    console.print(prediction_summary(pl.read_parquet(path), path))
     console.print(f"model card: {path.parent / 'MODEL_CARD.md'}; compare: cellfeatures labels early_model {path}")

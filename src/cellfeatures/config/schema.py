@@ -164,6 +164,11 @@ EXTERNAL_KEYS: dict[str, Check] = {
         if isinstance(v, dict) and all(isinstance(d, str) for d in v.values())
         else 'must be a table of column = "what it measures"'
     ),
+    "caveats": lambda v: (
+        None
+        if isinstance(v, dict) and all(isinstance(d, str) for d in v.values())
+        else 'must be a table of column = "what a modeller must know before using it"'
+    ),
     "columns": lambda v: (
         None
         if isinstance(v, dict) and all(isinstance(u, str) for u in v.values())
@@ -182,7 +187,21 @@ EXECUTION_KEYS: dict[str, Check] = {
     ),
     "memory_limit": STR,
 }
-RUN_KEYS: dict[str, Check] = {"datasets": str_list, "seeds": int_list, "agreement": str_list, "report": BOOL}
+
+
+def str_table(value: Any) -> str | None:
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()):
+        return None
+    return f'must be a table of name = "feature pattern" strings, got {value!r}'
+
+
+RUN_KEYS: dict[str, Check] = {
+    "datasets": str_list,
+    "seeds": int_list,
+    "agreement": str_list,
+    "report": BOOL,
+    "ablations": str_table,
+}
 IDENTITY_KEYS: dict[str, Check] = {"nucleus_table": STR}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 import polars as pl
@@ -10,6 +11,45 @@ from cellfeatures.datasets.selection import LAYER_FEATURES
 from cellfeatures.datasets.spec import DatasetSpec
 from cellfeatures.datasets.splits import fold_names
 from cellfeatures.labels.sources import LabelSet
+
+COVERAGE_GAP = 0.3  # a feature present for 90% of one class and under 60% of another: missingness is a label
+
+
+def class_dependent_coverage(data: pl.DataFrame, label_col: str, features: list[str]) -> list[str]:
+    """Features whose share of present values differs by more than COVERAGE_GAP between classes (of at least
+    10 cells). Why: a model that treats a missing value as information (gradient boosting does) learns
+    which cells someone measured, not what the cells are."""
+    risks: list[str] = []
+    counts = data.group_by(label_col).len()
+    big = counts.filter(pl.col("len") >= 10)[label_col]
+    rows = data.filter(pl.col(label_col).is_in(big.implode()))
+    if not rows.height:
+        return risks
+    present = rows.group_by(label_col).agg(pl.col(f).is_not_null().mean() for f in features)
+    for f in features:
+        shares = dict(zip(present[label_col].to_list(), present[f].to_list(), strict=True))
+        low, high = min(shares, key=shares.__getitem__), max(shares, key=shares.__getitem__)
+        if shares[high] - shares[low] > COVERAGE_GAP:
+            risks.append(
+                f"{f} is present for {shares[high]:.0%} of {high} cells but {shares[low]:.0%} of {low} cells: "
+                "a model that uses missing values (gradient boosting) can learn which cells were measured; "
+                "imputing models (logistic regression, random forest) see the imputed value instead"
+            )
+    return risks
+
+
+def _caveat_risks(features: list[str], manifest: dict[str, Any], spec: DatasetSpec) -> list[str]:
+    """The manifest's caveats: of the features in this dataset (a risk) and of those its spec left out."""
+    out = []
+    for name, entry in manifest["features"].items():
+        caveat = entry.get("caveat")
+        if not caveat:
+            continue
+        if name in features:
+            out.append(f"{name}: {caveat}")
+        elif any(fnmatch.fnmatch(name, p) for p in spec.exclude):
+            out.append(f"{name} is left out of this dataset (exclude): {caveat}")
+    return out
 
 
 def _card(
@@ -80,6 +120,8 @@ def _card(
         )
     if any(f.startswith("pos_") for f in features):
         risks.append("absolute positions are features: a model can memorise places instead of learning cells")
+    risks += _caveat_risks(features, manifest, spec)
+    risks += class_dependent_coverage(data, label_col, features)
     return {
         "dataset_id": dataset_id,
         "name": spec.name,

@@ -7,7 +7,7 @@ holding exactly the declared feature columns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ class FeatureSpec:
     inputs: tuple[str, ...] = ()
     #: declared origin for inputs that are not source tables (an external file); None: from the inputs
     origin: str | None = None
+    #: what a modeller must know before using it (e.g. how it was measured depends on the cell's class):
+    #: a dataset card lists it as a leakage risk when the feature is in, and as a reason when it is left out
+    caveat: str = ""
 
 
 IDENTITY_TABLE = "@identity"
@@ -77,4 +80,4 @@ def option(cfg: dict[str, Any], key: str, default: Any, family: str) -> Any:
 
 
 def with_family(specs: list[FeatureSpec], family: str) -> list[FeatureSpec]:
-    return [FeatureSpec(s.name, s.dtype, s.unit, s.description, family, s.inputs, s.origin) for s in specs]
+    return [replace(s, family=family) for s in specs]

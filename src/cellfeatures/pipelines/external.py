@@ -7,6 +7,8 @@ Declared in config, one block per table:
     key = "nucleus_id"
     [features.external.somanuc.columns]  # source column = unit; output = <prefix>_<column>_<unit>
     nucleus_volume = "um3"
+    [features.external.somanuc.caveats]  # optional: what a modeller must know (dataset cards list it)
+    nucleus_volume = "..."
 
 Output columns are `<prefix>_<column>_<unit>` (prefix defaults to the block name), so every name says its
 unit; an empty unit ("") leaves the name as is, for columns whose name already says their kind.
@@ -67,6 +69,7 @@ def features(cfg: dict[str, Any], dtypes: dict[str, dict[str, str]] | None = Non
                     or f"{column} from external table {block.get('table') or block.get('path')}",
                     inputs=(str(block.get("table") or block.get("path")),),
                     origin=None if block.get("table") else block.get("origin", "real"),
+                    caveat=block.get("caveats", {}).get(column, ""),
                 )
             )
     return with_family(specs, FAMILY)

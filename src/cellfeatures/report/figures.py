@@ -184,3 +184,24 @@ def depth_profiles(ds: Dataset) -> bytes | None:
     ax.set_ylabel(f"{depth} (pia at the top)")
     ax.set_title(f"depth profile per {ds.card['label']['level']} (line: median)", fontsize=9)
     return png_bytes(fig)
+
+
+def plot_selective(path: Path, curves: dict[str, list[dict[str, Any]]], tables: dict[str, tuple[float, float]]) -> None:
+    """Accuracy of the kept cells against coverage, one line per model; prediction tables as points."""
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    colours = class_colours(len(curves) + len(tables))
+    for i, (name, rows) in enumerate(curves.items()):
+        ax.plot(
+            [r["coverage"] for r in rows], [r["accuracy"] for r in rows], marker="o", ms=3, label=name, color=colours[i]
+        )
+    for j, (name, (coverage, accuracy)) in enumerate(tables.items()):
+        ax.scatter([coverage], [accuracy], marker="*", s=120, label=name, color=colours[len(curves) + j], zorder=3)
+    ax.invert_xaxis()
+    ax.set_xlabel("coverage (share of test cells kept)")
+    ax.set_ylabel("accuracy of the kept cells")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("accuracy–coverage (mean over seeds)", fontsize=9)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)

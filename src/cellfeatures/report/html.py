@@ -19,6 +19,7 @@ from cellfeatures import display
 from cellfeatures._util.atomic import write_file_atomically
 from cellfeatures.benchmark.leaderboard import Leaderboard
 from cellfeatures.errors import StoreError
+from cellfeatures.report.contents import Anchors
 from cellfeatures.report.figures import depth_profiles, feature_distributions
 
 STYLE = """
@@ -29,6 +30,8 @@ th,td{border:1px solid #d0d7de;padding:3px 7px;text-align:left;vertical-align:to
 img{max-width:100%;height:auto;margin:6px 8px 6px 0;vertical-align:top}code{background:#f6f8fa;padding:0 3px}
 .headline{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;margin:12px 0}
 .note{color:#57606a;font-size:13px}.grid img{max-width:48%}
+.scroll{overflow-x:auto;max-width:100%}li.sub{margin-left:18px;list-style:circle}
+@media (max-width:1000px){.grid img{max-width:100%}table{font-size:12px}}
 """
 
 
@@ -36,6 +39,7 @@ def _inline(text: str) -> str:
     """Escape, then the inline Markdown we write: **bold** and `code`."""
     out = html.escape(text)
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    out = re.sub(r"\[([^\]]+)\]\((#[\w\-]+)\)", r'<a href="\2">\1</a>', out)  # in-page links (contents)
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
 
 
@@ -54,6 +58,7 @@ def markdown_to_html(md: str, base: Path) -> str:
     """The subset of Markdown our reports use: headings, tables, bullet lists, images, paragraphs."""
     out: list[str] = []
     lines = md.splitlines()
+    anchors = Anchors()  # the same ids the Markdown contents link to
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -61,7 +66,7 @@ def markdown_to_html(md: str, base: Path) -> str:
             i += 1
         elif m := re.match(r"^(#{1,4}) (.*)$", line):
             level = len(m.group(1))
-            out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
+            out.append(f'<h{level} id="{anchors(m.group(2))}">{_inline(m.group(2))}</h{level}>')
             i += 1
         elif line.startswith("|"):
             rows = []
@@ -72,11 +77,13 @@ def markdown_to_html(md: str, base: Path) -> str:
                 i += 1
             head = "".join(f"<th>{_inline(c)}</th>" for c in rows[0])
             body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            # a wide table scrolls inside its own box instead of running off a narrow window
+            out.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
         elif line.startswith("- "):
             items = []
-            while i < len(lines) and lines[i].startswith("- "):
-                items.append(f"<li>{_inline(lines[i][2:])}</li>")
+            while i < len(lines) and re.match(r"^\s*- ", lines[i]):
+                nested = ' class="sub"' if lines[i].startswith(" ") else ""
+                items.append(f"<li{nested}>{_inline(lines[i].lstrip()[2:])}</li>")
                 i += 1
             out.append(f"<ul>{''.join(items)}</ul>")
         elif re.match(r"^!\[", line):

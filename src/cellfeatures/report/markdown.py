@@ -20,6 +20,8 @@ from cellfeatures.benchmark.evaluate import Evaluator
 from cellfeatures.benchmark.models import EXISTING, EXTERNAL
 from cellfeatures.benchmark.run import RANKING_METRIC, Leaderboard, best_entry
 from cellfeatures.display import difference, interval, num
+from cellfeatures.report.comparisons import covered_section, curve_section, gain_section, locked_section
+from cellfeatures.report.contents import contents
 from cellfeatures.report.figures import plot_confusion, plot_importances, plot_per_class, plot_reliability
 
 PUBLISHED = {
@@ -46,6 +48,9 @@ def write_report(board: Leaderboard, out: Path) -> Path:
         lines += _board_section(b, figures)
     lines += _published_section(board.boards)
     lines += external_section(board)
+    intro = lines.index("", 3) + 1  # after the title and the paragraph on how to read the numbers
+    toc = ["## Contents", "", *contents(["## Contents", *lines[intro:]], levels=(2, 3))[1:], ""]
+    lines = lines[:intro] + toc + lines[intro:]
     (out / "REPORT.md").write_text("\n".join(lines) + "\n")
     return out / "REPORT.md"
 
@@ -135,48 +140,17 @@ def _board_section(board: Leaderboard, figures: Path) -> list[str]:
             "bootstrap (the same draws for both): where it holds zero, the data do not order the two.",
             "",
         ]
-    tables = frame.filter(pl.col("covered_n").is_not_null())
-    if tables.height:
-        lines += [
-            "### Prediction tables on the cells they cover (paired with the best model)",
-            "",
-            "Two views of each table: accuracy over every test cell (no prediction counts as wrong), and accuracy "
-            "on only the cells it labels, where the best cross-validated model is scored on the very same cells; "
-            "p: exact two-sided McNemar test on the discordant cells (first seed). A model table may have been "
-            "trained on some of these labelled cells, which would make its score optimistic.",
-            "",
-            "| table | coverage | accuracy, all test cells | cells covered | table accuracy | model | model accuracy | "
-            "p |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in tables.iter_rows(named=True):
-            lines.append(
-                f"| {r['entry']} | {r['coverage']:.1%} | {num(r['accuracy_mean'])} | {r['covered_n']:,} | "
-                f"{num(r['covered_accuracy'])} | {r['paired_vs'] or '–'} | {num(r['paired_model_accuracy'])} | "
-                f"{num(r['paired_p_value'], 4)} |"
-            )
-        lines.append("")
-    locked = frame.filter(pl.col("locked_n").is_not_null())
-    if locked.height:
-        lines += [
-            "### Locked test set (never used for model selection)",
-            "",
-            f"{locked['locked_n'][0]:,} cells in the high-x slab of the column (following its slant, so every layer); "
-            "models refit on every "
-            "cell outside the slab and its buffer band, scored once.",
-            "",
-            "| entry | balanced accuracy | accuracy |",
-            "|---|---|---|",
-        ]
-        lines += [
-            f"| {r['entry']} | {num(r['locked_balanced_accuracy'])} | {num(r['locked_accuracy'])} |"
-            for r in locked.iter_rows(named=True)
-        ]
-        lines.append("")
+    order = {entry: i for i, entry in enumerate(frame["entry"].to_list())}
+    ranked = sorted(board.entries, key=lambda e: order.get(e.entry, len(order)))
+    lines += covered_section(ranked)
+    lines += curve_section(ranked, name, figures)
+    lines += gain_section(ranked)
+    lines += locked_section(ranked)
     lines += _per_class_section(board, labels, name, figures)
     lines += _calibration_section(board, name, figures)
-    for entry in board.entries:
-        if entry.importances:
+    best = best_entry(board.entries)
+    for entry in sorted(board.entries, key=lambda e: e is not best):
+        if entry.importances and (entry is best or entry.entry == "hist_gradient_boosting"):
             png = f"{name}-importance-{entry.entry}.png"
             plot_importances(figures / png, entry.importances, f"{entry.entry}: permutation importance (fold 0)")
             top = ", ".join(f"{r['feature']} ({r['mean']:.3f})" for r in entry.importances[:5])
@@ -319,12 +293,20 @@ def _calibration_section(board: Leaderboard, name: str, figures: Path) -> list[s
     lines = [
         "### Calibration (first seed, pooled): expected calibration error of the top-class probability",
         "",
-        "| entry | ECE | mean confidence | accuracy |",
-        "|---|---|---|---|",
+        "Held out: each calibration (none, temperature scaling, per-class isotonic) is fitted on the "
+        "cross-validated predictions of four fifths of the spatial blocks and scored on the rest; the one with "
+        "the lowest held-out ECE is what `cellfeatures predict` applies to this model's probabilities.",
+        "",
+        "| entry | ECE | mean confidence | accuracy | held-out ECE: none / temperature / isotonic | applied |",
+        "|---|---|---|---|---|---|",
     ]
     for e, cal in rows:
+        held = (e.calibration or {}).get("held_out") or {}
+        held_text = " / ".join(num((held.get(m) or {}).get("ece")) for m in ("none", "temperature", "isotonic"))
+        applied = (e.calibration or {}).get("method", "–")
         lines.append(
-            f"| {e.entry} | {cal['ece']:.3f} | {cal['mean_confidence']:.3f} | {e.per_seed[0]['accuracy']:.3f} |"
+            f"| {e.entry} | {cal['ece']:.3f} | {cal['mean_confidence']:.3f} | {e.per_seed[0]['accuracy']:.3f} | "
+            f"{held_text if held else '–'} | {applied} |"
         )
     best = best_entry(board.entries)
     if best is not None and "calibration" in best.per_seed[0]:

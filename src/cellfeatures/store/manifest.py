@@ -68,6 +68,7 @@ def column_stats(df: pl.DataFrame, spec: FeatureSpec, origin: str) -> dict[str, 
         "family": spec.family,
         "origin": origin,
         "description": spec.description,
+        **({"caveat": spec.caveat} if spec.caveat else {}),
         "null_rate": round(col.null_count() / max(df.height, 1), 6),
     }
     if col.dtype.is_numeric() and col.drop_nulls().len():
