@@ -158,7 +158,8 @@ def _print_score(entry: str, row: dict[str, Any], report: Path | None) -> None:
     console.print(
         f"{entry}: coverage {row['coverage']:.1%}; all test cells: accuracy {row['accuracy_mean']:.3f} "
         f"[{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}], balanced accuracy "
-        f"{row['balanced_accuracy_mean']:.3f}; file SHA-256 {row['file_sha256'][:16]}"
+        f"{row['balanced_accuracy_mean']:.3f} [{row['balanced_accuracy_ci_low']:.3f}, "
+        f"{row['balanced_accuracy_ci_high']:.3f}]; file SHA-256 {row['file_sha256'][:16]}"
     )
     if row.get("covered_accuracy") is not None:
         paired = (
@@ -169,7 +170,8 @@ def _print_score(entry: str, row: dict[str, Any], report: Path | None) -> None:
         )
         console.print(f"on the {row['covered_n']:,} cells it covers: accuracy {row['covered_accuracy']:.3f}{paired}")
     if report:
-        console.print(f"added to {report}: {report / 'REPORT.md'} and {report / 'REPORT.html'} now list it")
+        folder = report.parent  # the report's REPORT.md
+        console.print(f"added to {escape(str(folder))}: REPORT.md and REPORT.html there now list it")
     else:
         console.print("no baseline report yet: run `cellfeatures baseline` to compare")
 

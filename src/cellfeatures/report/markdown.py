@@ -46,8 +46,8 @@ def write_report(board: Leaderboard, out: Path) -> Path:
     ]
     for b in board.boards:
         lines += _board_section(b, figures)
+    lines += external_section(board)  # before the published figure: scored entries belong with the boards
     lines += _published_section(board.boards)
-    lines += external_section(board)
     intro = lines.index("", 3) + 1  # after the title and the paragraph on how to read the numbers
     toc = ["## Contents", "", *contents(["## Contents", *lines[intro:]], levels=(2, 3))[1:], ""]
     lines = lines[:intro] + toc + lines[intro:]
@@ -66,16 +66,16 @@ def external_section(board: Leaderboard) -> list[str]:
         "Scored on the same test cells by the same evaluator; coverage, both views and the "
         "paired test against the best cross-validated model. Not headline: their training data is unknown.",
         "",
-        "| dataset | entry | file SHA-256 | coverage | accuracy, all test cells | balanced accuracy | "
-        "covered cells: entry / model (p) |",
-        "|---|---|---|---|---|---|---|",
+        "| dataset | entry | file SHA-256 | coverage | accuracy, all test cells [95%] | balanced accuracy [95%] | "
+        "balanced accuracy minus the best model's [95%, paired] | covered cells: entry / model (p) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for b, r in rows:
         best = b.best()
         sha = f"`{r['source'][:16]}`" if r.get("source") else "–"
         lines.append(
             f"| {b.dataset.card['name']} | {r['entry']} | {sha} | {r['coverage']:.1%} | "
-            f"{r['accuracy_mean']:.3f} | {r['balanced_accuracy_mean']:.3f} | "
+            f"{interval(r, 'accuracy')} | {interval(r, 'balanced_accuracy')} | {difference(r, RANKING_METRIC)} | "
             f"{num(r.get('covered_accuracy'), missing='-')} / {num(r.get('paired_model_accuracy'), missing='-')} "
             f"({best.entry if best is not None else '-'}, p {num(r.get('paired_p_value'), 4, missing='-')}) |"
         )
