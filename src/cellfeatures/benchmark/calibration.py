@@ -117,6 +117,7 @@ def choose_calibration(
         "ece_after": scores[best]["ece"],
         "groups": len(held_out),
         "cells": len(codes),
+        "classes": list(classes),  # the column order the calibrator expects
     }
 
 

@@ -134,11 +134,12 @@ def predict_cells(
     classes = [str(c) for c in estimator.classes_]
     entry = report_entry(report, dataset, model_name)
     calibration = entry.calibration if entry is not None and entry.calibration else None
-    if calibration is not None and len(calibration["calibrator"].get("knots", classes)) == len(classes):
+    if calibration is not None and calibration.get("classes") == classes:
         proba = apply_calibrator(calibration["calibrator"], raw)
     else:
+        why = "the report's calibration is not for these classes" if calibration else "no baseline report holds one"
         proba, calibration = raw, None
-        notes.append("probabilities are not calibrated: no baseline report holds this model's calibration")
+        notes.append(f"probabilities are not calibrated: {why}")
     lo, hi = np.nanmin(x_train, axis=0), np.nanmax(x_train, axis=0)
     outside = ((x_all < lo) | (x_all > hi)) & ~np.isnan(x_all)
     level = dataset.card["label"]["level"]
