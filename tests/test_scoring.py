@@ -206,6 +206,9 @@ def test_predict_calibrates_by_the_reports_held_out_choice_and_flags_extrapolati
     card = json.loads((report.parent.parent / "predictions" / "logistic_regression" / "model_card.json").read_text())
     assert card["calibration"]["method"] == calibration["method"]
     assert card["shift_thresholds"]["distance_to_labelled_um"] > 0
+    # without a report the same model's table is replaced, not kept: its probabilities are the raw ones
+    raw = pl.read_parquet(write_predictions(store, ds, "logistic_regression", "logistic_regression", None))
+    assert raw["max_p"].equals(raw["max_p_uncalibrated"]) and raw.height == table.height
 
 
 def test_the_locked_slab_predictions_are_saved_and_recompute_its_scores(reported) -> None:

@@ -17,6 +17,8 @@ and `labelled` (the cell was a training cell). Because it is a cell-type table,
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -288,5 +290,22 @@ def write_predictions(store: Any, dataset: Any, model: Any, model_name: str, rep
         (tmp / "model_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
         (tmp / "MODEL_CARD.md").write_text(render_model_card(card))
 
-    publish_directory(final, write, ready="model_card.json")  # same dataset + model: the same table, kept
+    _drop_if_stale(final, card)
+    publish_directory(final, write, ready="model_card.json")  # the same card: the same table, kept
     return final / f"{name}.parquet"
+
+
+def _drop_if_stale(final: Path, card: dict[str, Any]) -> None:
+    """Remove a published prediction folder whose card differs from `card` (e.g. a newer report brought a
+    different calibration): renamed away first, so a reader sees the old folder or none, never a mix."""
+    published = final / "model_card.json"
+    if not published.exists():
+        return
+    try:
+        same = json.loads(published.read_text()) == json.loads(json.dumps(card, default=str))
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        stale = final.parent / f".stale-{final.name}-{os.getpid()}"
+        os.rename(final, stale)
+        shutil.rmtree(stale, ignore_errors=True)
