@@ -248,6 +248,14 @@ def test_an_ablation_reports_the_paired_gain_of_its_features(reported) -> None:
     by_hand = (tested["y_true"] == tested["y_pred"]).mean()
     assert abs(gain["cells_with_features"]["accuracy"]["b"] - by_hand) < 1e-12
     assert "### What a feature group adds" in (report / "REPORT.md").read_text()
+    # every matched-cell comparison is in comparisons.csv, as printed
+    saved = pl.read_csv(report / "comparisons.csv").filter(pl.col("dataset_id") == ds.id)
+    gain_row = saved.filter((pl.col("view") == "gain_all_cells") & (pl.col("metric") == "accuracy")).row(0, named=True)
+    assert gain_row["other"] == "logistic_regression" and abs(gain_row["diff"] - everywhere["diff"]) < 1e-9
+    covered = saved.filter((pl.col("view") == "covered_cells") & (pl.col("entry") == f"table:{EARLY}"))
+    assert set(covered["metric"]) == {"accuracy", "balanced_accuracy"} and "logistic_regression" in covered["other"]
+    board_csv = pl.read_csv(report / "leaderboard.csv").filter(pl.col("entry") == "logistic_regression")
+    assert board_csv["calibration"][0] == full.calibration["method"]  # type: ignore[index]
 
 
 def test_a_report_covering_several_datasets_is_found_for_each(reported) -> None:

@@ -11,6 +11,9 @@ its `others`. Files this module owns in a report folder:
     per_fold.csv        every (dataset, entry, seed, fold) metric row behind the means
     predictions.parquet every test prediction (dataset, entry, seed, fold, nucleus_id, truth, prediction,
                         class probabilities): any number here can be re-scored from it
+    locked_predictions.parquet  every prediction on the locked slab
+    comparisons.csv     matched-cell comparisons: tables against models (covered cells, equal coverage),
+                        ablation gains; paired differences with their intervals
     entries.json        every entry's per-seed metrics, intervals and views: what `load` rebuilds from
 
 It renders nothing but its own text/HTML repr (the report package renders REPORT.md and REPORT.html).
@@ -78,8 +81,45 @@ def entry_row(e: EntryResult, dataset: Dataset) -> dict[str, Any]:
     row["locked_n"] = locked.get("n")
     row["locked_accuracy"] = locked.get("accuracy")
     row["locked_balanced_accuracy"] = locked.get("balanced_accuracy")
+    calibration = e.calibration or {}
+    row["calibration"] = calibration.get("method")  # what `predict` applies (held-out choice)
+    row["ece_held_out_before"] = calibration.get("ece_before")
+    row["ece_held_out_after"] = calibration.get("ece_after")
     row["source"] = e.source or None
     return row
+
+
+def comparison_rows(e: EntryResult) -> list[dict[str, Any]]:
+    """The matched-cell comparisons an entry carries, one row per (view, other entry, metric): a prediction
+    table against each model on its covered cells and at equal coverage, an ablation's gain. "a" is the
+    table (or the ablated model), "b" the model (or the full model); diff = b - a with its paired interval."""
+    views: list[tuple[str, str, dict[str, Any]]] = []
+    for key, view in (("models", "covered_cells"), ("at_equal_coverage", "equal_coverage")):
+        views += [(view, r["model"], r) for r in (e.covered or {}).get(key) or []]
+    if e.gain:
+        for key, view in (("all_cells", "gain_all_cells"), ("cells_with_features", "gain_cells_with_features")):
+            found = e.gain.get(key)
+            if found:
+                views.append((view, e.gain["model"], found))
+    rows = []
+    for view, other, found in views:
+        for metric in DIFFERENCE_METRICS:
+            d = found.get(metric) or {}
+            rows.append(
+                {
+                    "view": view,
+                    "entry": e.entry,
+                    "other": other,
+                    "metric": metric,
+                    "entry_value": d.get("a"),
+                    "other_value": d.get("b"),
+                    "diff": d.get("diff"),
+                    "low": d.get("low"),
+                    "high": d.get("high"),
+                    "distinguishable": d.get("distinguishable"),
+                }
+            )
+    return rows
 
 
 def _entry_json(e: EntryResult) -> dict[str, Any]:
@@ -128,6 +168,13 @@ class Leaderboard:
                 [{"entry": e.entry, "kind": e.kind, **r} for e in self.entries for r in e.per_fold],
                 infer_schema_length=None,
             )
+        elif part == "comparisons":
+            rows = [r for e in self.entries for r in comparison_rows(e)]
+            frame = (
+                pl.DataFrame(rows, infer_schema_length=None)
+                if rows
+                else pl.DataFrame({"view": []}, schema={"view": pl.String})
+            )
         elif part == "locked_predictions":
             frames = [
                 e.locked_predictions.with_columns(pl.lit(e.entry).alias("entry"))
@@ -167,6 +214,11 @@ class Leaderboard:
     def predictions(self) -> pl.DataFrame:
         """Every test prediction of every entry (seed, fold, nucleus_id, y_true, y_pred, p_<class>)."""
         return self._stacked("predictions")
+
+    def comparisons(self) -> pl.DataFrame:
+        """Matched-cell comparisons (view, entry, other, metric, values, diff [low, high]): each prediction
+        table against every model on its covered cells and at equal coverage, each ablation's gain."""
+        return self._stacked("comparisons")
 
     def locked_predictions(self) -> pl.DataFrame:
         """Every prediction on the locked slab (entry, nucleus_id, y_true, y_pred, p_<class>): scores recompute."""
@@ -209,6 +261,8 @@ class Leaderboard:
         write_file_atomically(
             target / "predictions.parquet", lambda tmp: predictions.write_parquet(tmp, compression="zstd")
         )
+        comparisons = self._stacked("comparisons")
+        write_file_atomically(target / "comparisons.csv", lambda tmp: comparisons.write_csv(tmp))
         locked = self._stacked("locked_predictions")
         write_file_atomically(target / "locked_predictions.parquet", lambda tmp: locked.write_parquet(tmp))
         doc = {

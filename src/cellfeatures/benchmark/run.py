@@ -151,7 +151,7 @@ def report_key(
     from cellfeatures.benchmark.models import MODELS_VERSION
 
     blob = json.dumps(
-        {"dataset": dataset_id, "seeds": seeds, "models": models, "existing": existing, "v": 7, "m": MODELS_VERSION}
+        {"dataset": dataset_id, "seeds": seeds, "models": models, "existing": existing, "v": 8, "m": MODELS_VERSION}
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
