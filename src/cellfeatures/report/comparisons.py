@@ -23,6 +23,16 @@ def _rows(table: EntryResult, key: str) -> list[dict[str, Any]]:
     return list((table.covered or {}).get(key) or [])
 
 
+def _table_rows(tables: list[EntryResult], key: str) -> list[str]:
+    """One Markdown row per (table, model) of the comparisons stored under `key`."""
+    return [
+        f"| {t.entry} | {t.coverage:.1%} of test cells ({r.get('cells', (t.covered or {}).get('n', 0)):,}) | "
+        f"{r['model']} | {_pair_cells(r['balanced_accuracy'])} | {_pair_cells(r['accuracy'])} |"
+        for t in tables
+        for r in _rows(t, key)
+    ]
+
+
 def covered_section(entries: list[EntryResult]) -> list[str]:
     """Every prediction table against every trained headline model on the cells the table labels, both
     metrics, paired; then the same with our models abstaining on as many cells as the table."""
@@ -46,12 +56,7 @@ def covered_section(entries: list[EntryResult]) -> list[str]:
         head,
         rule,
     ]
-    for t in tables:
-        for r in _rows(t, "models"):
-            lines.append(
-                f"| {t.entry} | {t.coverage:.1%} of test cells ({r['cells']:,}) | {r['model']} | "
-                f"{_pair_cells(r['balanced_accuracy'])} | {_pair_cells(r['accuracy'])} |"
-            )
+    lines += _table_rows(tables, "models")
     mcnemar = [t for t in tables if (t.covered or {}).get("p_value") is not None]
     if mcnemar:
         lines += [
@@ -77,12 +82,7 @@ def covered_section(entries: list[EntryResult]) -> list[str]:
             head,
             rule,
         ]
-        for t in equal:
-            for r in _rows(t, "at_equal_coverage"):
-                lines.append(
-                    f"| {t.entry} | {t.coverage:.1%} | {r['model']} | "
-                    f"{_pair_cells(r['balanced_accuracy'])} | {_pair_cells(r['accuracy'])} |"
-                )
+        lines += _table_rows(equal, "at_equal_coverage")
     return [*lines, ""]
 
 
