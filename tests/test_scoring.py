@@ -258,6 +258,16 @@ def test_an_ablation_reports_the_paired_gain_of_its_features(reported) -> None:
     assert board_csv["calibration"][0] == full.calibration["method"]  # type: ignore[index]
 
 
+def test_an_ablation_that_matches_no_feature_is_a_clear_error(reported) -> None:
+    from cellfeatures.benchmark.run import run_baselines
+
+    store, ds, _report, root = reported
+    with pytest.raises(ConfigError, match=r"ablations: typo = 'syncount_\*' matches no feature of the dataset"):
+        run_baselines(
+            store, ds, seeds=(0,), models=("logistic_regression",), root=root, ablations={"typo": "syncount_*"}
+        )
+
+
 def test_a_report_covering_several_datasets_is_found_for_each(reported) -> None:
     from cellfeatures.benchmark.leaderboard import latest_report
 

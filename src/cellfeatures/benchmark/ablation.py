@@ -18,6 +18,7 @@ import polars as pl
 from cellfeatures.benchmark.entries import EntryResult, differences_to
 from cellfeatures.benchmark.models import ABLATED_MODELS, ABLATION
 from cellfeatures.datasets.dataset import Dataset
+from cellfeatures.errors import ConfigError
 
 
 def ablation_name(model: str, group: str) -> str:
@@ -27,13 +28,18 @@ def ablation_name(model: str, group: str) -> str:
 def planned(
     models: tuple[str, ...], names: list[str], ablations: dict[str, str]
 ) -> list[tuple[str, str, tuple[str, ...], str]]:
-    """(entry name, base model, design columns left out, group) for every ablation whose pattern matches
-    some feature and every ablated model that is run."""
+    """(entry name, base model, design columns left out, group) for every ablation and every ablated model
+    that is run. A pattern that matches no feature, or every feature, is a ConfigError: an ablation that
+    silently measured nothing would print a gain of exactly zero."""
     out = []
     for group, pattern in ablations.items():
         dropped = tuple(n for n in names if fnmatch.fnmatch(n.split("=")[0], pattern))
-        if not dropped:
-            continue
+        if not dropped or len(dropped) == len(names):
+            what = "no feature" if not dropped else "every feature"
+            raise ConfigError(
+                f"[run] ablations: {group} = {pattern!r} matches {what} of the dataset; its features: "
+                f"{', '.join(sorted({n.split('=')[0] for n in names}))}"
+            )
         out += [(ablation_name(m, group), m, dropped, group) for m in ABLATED_MODELS if m in models]
     return out
 
