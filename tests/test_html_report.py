@@ -77,6 +77,7 @@ def test_the_report_is_self_contained_and_carries_the_headline(report: Path) -> 
     assert len(links) >= 10 and len(set(links)) == len(links)
     ids = set(re.findall(r'<h[23] id="([^"]+)"', html))
     assert set(links) <= ids, set(links) - ids
+    assert all(f'href="#{link}"' in html for link in links)  # every entry is a link in the HTML too
 
 
 def test_the_report_opens_in_a_real_browser(report: Path) -> None:

@@ -39,5 +39,6 @@ def contents(lines: list[str], levels: tuple[int, ...] = (2, 3)) -> list[str]:
         anchor = anchors(title)
         if level in levels:
             indent = "  " * (level - min(levels))
-            out.append(f"{indent}- [{re.sub(r'[`*]', '', title)}](#{anchor})")
+            text = re.sub(r"[`*]", "", title).replace("[", "(").replace("]", ")")  # brackets would end the link
+            out.append(f"{indent}- [{text}](#{anchor})")
     return out
