@@ -21,6 +21,11 @@ from cellfeatures.datasets.dataset import Dataset
 from cellfeatures.errors import ConfigError
 
 
+def _feature(column: str) -> str:
+    """The feature a design-matrix column comes from (`name=value` columns are one-hot strings)."""
+    return column.split("=")[0]
+
+
 def ablation_name(model: str, group: str) -> str:
     return f"{model}_without_{group}"
 
@@ -33,12 +38,12 @@ def planned(
     silently measured nothing would print a gain of exactly zero."""
     out = []
     for group, pattern in ablations.items():
-        dropped = tuple(n for n in names if fnmatch.fnmatch(n.split("=")[0], pattern))
+        dropped = tuple(n for n in names if fnmatch.fnmatch(_feature(n), pattern))
         if not dropped or len(dropped) == len(names):
             what = "no feature" if not dropped else "every feature"
             raise ConfigError(
                 f"[run] ablations: {group} = {pattern!r} matches {what} of the dataset; its features: "
-                f"{', '.join(sorted({n.split('=')[0] for n in names}))}"
+                f"{', '.join(sorted({_feature(n) for n in names}))}"
             )
         out += [(ablation_name(m, group), m, dropped, group) for m in ABLATED_MODELS if m in models]
     return out
@@ -47,7 +52,7 @@ def planned(
 def _with_features(datasets: dict[int, Dataset], dropped: tuple[str, ...]) -> pl.DataFrame:
     """nucleus ids of the cells with at least one of the dropped features present."""
     data = next(iter(datasets.values())).data
-    columns = [c for c in {d.split("=")[0] for d in dropped} if c in data.columns]
+    columns = [c for c in {_feature(d) for d in dropped} if c in data.columns]
     return data.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in columns)).select("nucleus_id")
 
 
@@ -74,7 +79,7 @@ def ablation_gains(
         ablated.gain = {
             "model": base,
             "group": group,
-            "features": sorted({d.split("=")[0] for d in dropped}),
+            "features": sorted({_feature(d) for d in dropped}),
             "all_cells": everywhere,
             "cells_with_features": with_cells,
             "test_cells_with_features": int(np.round(a.height / max(len(ablated.seeds), 1))),

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from cellfeatures.benchmark.evaluate import calibration_summary
+from cellfeatures.benchmark.evaluate import calibration_summary, log_loss
 
 METHODS = ("none", "temperature", "isotonic")
 _EPS = 1e-12
@@ -31,10 +31,6 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _nll(proba: np.ndarray, codes: np.ndarray) -> float:
-    return float(-np.log(np.clip(proba[np.arange(len(codes)), codes], _EPS, 1.0)).mean())
-
-
 def fit_calibrator(proba: np.ndarray, codes: np.ndarray, method: str) -> dict[str, Any]:
     """Fit `method` on probabilities `proba` (cells x classes) whose true class indices are `codes`."""
     if method == "none":
@@ -44,7 +40,9 @@ def fit_calibrator(proba: np.ndarray, codes: np.ndarray, method: str) -> dict[st
 
         logits = np.log(np.clip(proba, _EPS, 1.0))
         # log T in [-3, 3]: T from 0.05 to 20, far wider than any model here needs
-        found = minimize_scalar(lambda t: _nll(_softmax(logits / np.exp(t)), codes), bounds=(-3, 3), method="bounded")
+        found = minimize_scalar(
+            lambda t: log_loss(codes, _softmax(logits / np.exp(t))), bounds=(-3, 3), method="bounded"
+        )
         return {"method": "temperature", "temperature": float(np.exp(found.x))}
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression
@@ -106,7 +104,7 @@ def choose_calibration(
             calibrated[test] = apply_calibrator(fit_calibrator(proba[train], codes[train], method), proba[test])
         scores[method] = {
             "ece": calibration_summary(y_true, calibrated, classes)["ece"],
-            "log_loss": _nll(calibrated, codes),
+            "log_loss": log_loss(codes, calibrated),
         }
     best = min(METHODS, key=lambda m: (round(scores[m]["ece"], 6), METHODS.index(m)))
     return {
@@ -124,13 +122,9 @@ def choose_calibration(
 def calibrate_entry(entry: Any, datasets: dict[int, Any], classes: list[str]) -> dict[str, Any]:
     """`choose_calibration` on an entry's cross-validated probabilities of the first seed (every test cell
     once), held out by the first seed's spatial blocks."""
-    from cellfeatures.benchmark.entries import _blocks
+    from cellfeatures.benchmark.entries import cell_clusters
 
     first = entry.predictions.filter(pl.col("seed") == entry.seeds[0])
-    blocks = _blocks(next(iter(datasets.values())))
-    ids = first["nucleus_id"].to_list()
-    groups = np.array([blocks.get(n, -1) if blocks else n for n in ids])
-    if (groups < 0).any():
-        groups = np.asarray(ids)
+    groups = cell_clusters(next(iter(datasets.values())), first["nucleus_id"].to_list())
     proba = first.select(f"p_{c}" for c in classes).to_numpy()
     return choose_calibration(proba, first["y_true"].to_numpy(), classes, groups)

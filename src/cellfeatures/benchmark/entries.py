@@ -72,6 +72,14 @@ def _blocks(ds: Dataset) -> dict[int, int]:
     return dict(zip(ds.splits["nucleus_id"].to_list(), ds.splits["block"].to_list(), strict=True))
 
 
+def cell_clusters(ds: Dataset, ids: list[int]) -> np.ndarray:
+    """The resampling unit of each cell: its spatial block in `ds`'s split, or the cell itself when the split
+    has no blocks or any of these cells lacks one (the bootstrap and the calibration's held-out folds)."""
+    blocks = _blocks(ds)
+    by_block = bool(blocks) and all(blocks.get(n, -1) >= 0 for n in ids)
+    return np.array([blocks[n] for n in ids] if by_block else ids, dtype=np.int64)
+
+
 def _replicates(
     datasets: dict[int, Dataset],
     predictions: pl.DataFrame,
@@ -91,8 +99,6 @@ def _replicates(
     """
     from cellfeatures.benchmark.stats import joint_bootstrap_replicates
 
-    first = next(iter(datasets.values()))
-    blocks = _blocks(first)
     parts = []
     for seed in datasets:
         part = predictions.filter(pl.col("seed") == seed)
@@ -104,13 +110,9 @@ def _replicates(
     if not parts:
         return {}, 0
     every = universe["nucleus_id"].to_list() if universe is not None else [n for _t, _p, ids in parts for n in ids]
-    by_block = bool(blocks) and all(blocks.get(n, -1) >= 0 for n in every)
-
-    def clusters(ids: list[int]) -> np.ndarray:
-        return np.array([blocks[n] for n in ids] if by_block else ids, dtype=np.int64)
-
-    clustered = [(t, p, clusters(ids)) for t, p, ids in parts]
-    units = clusters(every) if universe is not None else None
+    unit_of = dict(zip(every, cell_clusters(next(iter(datasets.values())), every).tolist(), strict=True))
+    clustered = [(t, p, np.array([unit_of[n] for n in ids], dtype=np.int64)) for t, p, ids in parts]
+    units = np.array(list(unit_of.values()), dtype=np.int64) if universe is not None else None
     return joint_bootstrap_replicates(clustered, classes, seed=next(iter(datasets)), per_class=per_class, units=units)
 
 

@@ -76,27 +76,32 @@ def cells_to_predict(store: Any, dataset: Any) -> tuple[pl.DataFrame, list[str]]
 POSITIONS = ("pos_x_nm", "pos_y_nm", "pos_z_nm")
 
 
-def report_entry(report: Path | None, dataset: Any, model_name: str) -> Any:
-    """The report's entry of `model_name` on this dataset (its calibration and scores), or None."""
+def load_report(report: Path | None) -> Leaderboard | None:
+    """The saved report at `report` (read once per `predict`: the table and the card both use it), or None."""
     if report is None or not (report / "entries.json").exists():
         return None
+    return Leaderboard.load(report)
+
+
+def _board_of(saved: Leaderboard | None, dataset: Any) -> Leaderboard | None:
+    """This dataset's board of a report, or None when the report does not cover it."""
+    if saved is None:
+        return None
     try:
-        board = Leaderboard.load(report).board_of(dataset)
+        return saved.board_of(dataset)
     except StoreError:
         return None
-    return next((e for e in board.entries if e.entry == model_name), None)
 
 
 def best_model_name(report: Path | None, dataset: Any) -> str | None:
     """The report's best model on this dataset (by cross-validation), if `predict` can refit it by name."""
     from cellfeatures.benchmark.run import TRAINED_MODELS
 
-    if report is None or not (report / "entries.json").exists():
-        return None
     try:
-        best = Leaderboard.load(report).board_of(dataset).best()
+        board = _board_of(load_report(report), dataset)
     except StoreError:
         return None
+    best = board.best() if board is not None else None
     return best.entry if best is not None and best.entry in TRAINED_MODELS else None
 
 
@@ -107,12 +112,12 @@ def _positions_um(frame: pl.DataFrame) -> np.ndarray | None:
 
 
 def predict_cells(
-    store: Any, dataset: Any, model: Any, model_name: str, report: Path | None = None
+    store: Any, dataset: Any, model: Any, model_name: str, saved: Leaderboard | None = None
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Fit `model` (a name of baselines.TRAINED_MODELS or an estimator) on all labelled cells; predict all.
 
-    With a baseline `report` holding this model's held-out calibration, the probabilities are calibrated
-    by it; without one they are the estimator's own and the card says so."""
+    With a baseline report (`saved`) holding this model's held-out calibration, the probabilities are
+    calibrated by it; without one they are the estimator's own and the card says so."""
     from sklearn.base import clone
     from threadpoolctl import threadpool_limits
 
@@ -134,7 +139,8 @@ def predict_cells(
         estimator.fit(x_train, y_train)
         raw = estimator.predict_proba(x_all)
     classes = [str(c) for c in estimator.classes_]
-    entry = report_entry(report, dataset, model_name)
+    board = _board_of(saved, dataset)
+    entry = next((e for e in board.entries if e.entry == model_name), None) if board is not None else None
     calibration = entry.calibration if entry is not None and entry.calibration else None
     if calibration is not None and calibration.get("classes") == classes:
         proba = apply_calibrator(calibration["calibrator"], raw)
@@ -197,7 +203,9 @@ def predict_cells(
     return table, info
 
 
-def model_card(dataset: Any, info: dict[str, Any], report: Path | None) -> dict[str, Any]:
+def model_card(
+    dataset: Any, info: dict[str, Any], report: Path | None, saved: Leaderboard | None = None
+) -> dict[str, Any]:
     """Feature version, dataset, CV scores with intervals, calibration and known confusions (from the report)."""
     card: dict[str, Any] = {
         **info,
@@ -211,7 +219,7 @@ def model_card(dataset: Any, info: dict[str, Any], report: Path | None) -> dict[
     if report is None or not (report / "entries.json").exists():
         card["cross_validation"] = "no baseline report for this dataset yet: run `cellfeatures baseline` first"
         return card
-    saved = Leaderboard.load(report)
+    saved = saved if saved is not None else Leaderboard.load(report)
     board = saved.frame().filter((pl.col("dataset_id") == dataset.id) & (pl.col("entry") == info["model"]))
     if board.height:
         row = board.row(0, named=True)
@@ -280,8 +288,9 @@ def _calibration_line(card: dict[str, Any]) -> str:
 
 def write_predictions(store: Any, dataset: Any, model: Any, model_name: str, report: Path | None = None) -> Path:
     """Predict every cell and publish `<dataset>/predictions/<model>/` atomically; returns the table's path."""
-    table, info = predict_cells(store, dataset, model, model_name, report)
-    card = model_card(dataset, info, report)
+    saved = load_report(report)
+    table, info = predict_cells(store, dataset, model, model_name, saved)
+    card = model_card(dataset, info, report, saved)
     name = info["classification_system"]
     final = dataset.path / "predictions" / model_name
 

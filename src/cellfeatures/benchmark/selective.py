@@ -40,18 +40,44 @@ def _seed_means(frame: pl.DataFrame, classes: list[str]) -> dict[str, float]:
     return {m: float(np.mean(v)) if v else float("nan") for m, v in values.items()}
 
 
+Side = tuple[dict[str, np.ndarray], dict[str, float], int]  # bootstrap replicates, seed means, clusters
+
+
+def _side(datasets: dict[int, Dataset], frame: pl.DataFrame, universe: pl.DataFrame, classes: list[str]) -> Side:
+    """One side of a paired comparison: `frame`'s replicates drawn over `universe`'s clusters, its means."""
+    replicates, clusters = _replicates(datasets, frame, classes, universe=universe)
+    return replicates, _seed_means(frame, classes), clusters
+
+
+class _TableSide:
+    """A prediction table's side, computed once per set of test cells rather than once per model: every
+    model of a board is scored on the same cells, so the clusters (and the table's draws) are the same."""
+
+    def __init__(self, datasets: dict[int, Dataset], frame: pl.DataFrame, classes: list[str]) -> None:
+        self.datasets, self.frame, self.classes = datasets, frame, classes
+        self.cells: pl.Series | None = None
+        self.side: Side | None = None
+
+    def over(self, universe: pl.DataFrame) -> Side:
+        cells = universe["nucleus_id"].unique().sort()
+        if self.side is None or self.cells is None or not self.cells.equals(cells):
+            self.cells, self.side = cells, _side(self.datasets, self.frame, universe, self.classes)
+        return self.side
+
+
 def paired_subsets(
     datasets: dict[int, Dataset],
     a: pl.DataFrame,
     b: pl.DataFrame,
     universe: pl.DataFrame,
     classes: list[str],
+    a_side: Side | None = None,
 ) -> dict[str, Any]:
     """b minus a, each a subset of the test predictions `universe`, per metric: the difference of the seed
-    means and its 95% paired interval (the same cluster draws for both sides)."""
-    ra, clusters = _replicates(datasets, a, classes, universe=universe)
-    rb, _ = _replicates(datasets, b, classes, universe=universe)
-    ma, mb = _seed_means(a, classes), _seed_means(b, classes)
+    means and its 95% paired interval (the same cluster draws for both sides). `a_side`: a's side already
+    computed over the same universe (see _TableSide)."""
+    ra, ma, clusters = a_side if a_side is not None else _side(datasets, a, universe, classes)
+    rb, mb, _ = _side(datasets, b, universe, classes)
     out: dict[str, Any] = {"clusters": clusters}
     for m in DIFFERENCE_METRICS:
         low, high = percentile_interval(rb[m] - ra[m]) if m in ra and m in rb else (float("nan"), float("nan"))
@@ -79,6 +105,7 @@ def covered_comparisons(entries: list[EntryResult], datasets: dict[int, Dataset]
         if not cells.height:
             continue
         theirs = table.predictions.join(cells, on=["seed", "nucleus_id"], how="semi")
+        side = _TableSide(datasets, theirs, classes)
         rows = []
         for model in models:
             if model.seeds != table.seeds:
@@ -90,7 +117,7 @@ def covered_comparisons(entries: list[EntryResult], datasets: dict[int, Dataset]
                 {
                     "model": model.entry,
                     "cells": int(cells.height / len(table.seeds)),
-                    **paired_subsets(datasets, theirs, ours, model.predictions, classes),
+                    **paired_subsets(datasets, theirs, ours, model.predictions, classes, side.over(model.predictions)),
                 }
             )
         table.covered = {**(table.covered or {}), "models": rows}
@@ -141,10 +168,14 @@ def selective_comparisons(entries: list[EntryResult], datasets: dict[int, Datase
     models = [e for e in entries if e.kind in (TRAINED, CUSTOM) and e.headline and has_probabilities(e, classes)]
     for table in (e for e in entries if e.kind in TABLE_KINDS and e.coverage and e.covered is not None):
         theirs = table.predictions.filter(pl.col("y_pred") != "<none>")
+        side = _TableSide(datasets, theirs, classes)
         rows = []
         for model in models:
             if model.seeds != table.seeds:
                 continue
             kept = _kept(model.predictions, classes, float(table.coverage or 0))
-            rows.append({"model": model.entry, **paired_subsets(datasets, theirs, kept, model.predictions, classes)})
+            universe = model.predictions
+            rows.append(
+                {"model": model.entry, **paired_subsets(datasets, theirs, kept, universe, classes, side.over(universe))}
+            )
         table.covered = {**(table.covered or {}), "at_equal_coverage": rows}
