@@ -32,7 +32,7 @@ from typing import Any
 from cellfeatures._util.names import did_you_mean
 from cellfeatures._util.timing import Stages, stage
 from cellfeatures.benchmark.ablation import ablation_gains, planned
-from cellfeatures.benchmark.entries import collect_trained, importances_of, trained_tasks
+from cellfeatures.benchmark.entries import ALWAYS_EXPLAINED, collect_trained, importances_of, trained_tasks
 from cellfeatures.benchmark.evaluate import RANKING_METRIC, Evaluator
 from cellfeatures.benchmark.fits import Progress, run_fits
 from cellfeatures.benchmark.leaderboard import Leaderboard
@@ -125,7 +125,7 @@ def run_baselines(
         compare_paired(entries, datasets)
         best = best_entry(entries)
         for e in entries:  # permutation importances only where the report shows them (~1 s each for a forest)
-            if e.entry in {best.entry if best else "", "hist_gradient_boosting"}:
+            if e.entry in {best.entry if best else "", ALWAYS_EXPLAINED}:
                 e.importances = importances_of(datasets, e.entry, fits)
         calibrate_and_curve(entries, datasets)
         ablation_gains(entries, datasets, Evaluator(dataset).classes, plans)

@@ -25,21 +25,19 @@ import numpy as np
 QUANTILE = 0.99
 
 
-def _nearest(reference: np.ndarray, query: np.ndarray, is_reference: np.ndarray) -> np.ndarray:
-    """Distance from each query row to its nearest reference row; rows flagged `is_reference` are
-    reference rows themselves and get the distance to their nearest other reference row."""
+def _distances(reference: np.ndarray, query: np.ndarray, is_reference: np.ndarray) -> tuple[np.ndarray, float]:
+    """Distance from each query row to its nearest reference row (rows flagged `is_reference` are reference
+    rows themselves and get the distance to their nearest other reference row), and the threshold: the
+    QUANTILE of the reference rows' own leave-one-out nearest-neighbour distances. One tree for both."""
     from scipy.spatial import cKDTree
 
     if len(reference) < 2:
-        return np.full(len(query), np.nan)
-    distances, _ = cKDTree(reference).query(query, k=2)
-    return np.where(is_reference, distances[:, 1], distances[:, 0])
-
-
-def _threshold(reference: np.ndarray) -> float:
-    """The QUANTILE of the reference rows' leave-one-out nearest-neighbour distances."""
-    own = _nearest(reference, reference, np.ones(len(reference), dtype=bool))
-    return float(np.quantile(own, QUANTILE)) if len(own) and np.isfinite(own).all() else float("nan")
+        return np.full(len(query), np.nan), float("nan")
+    tree = cKDTree(reference)
+    own = tree.query(reference, k=2)[0][:, 1]
+    distances, _ = tree.query(query, k=2)
+    limit = float(np.quantile(own, QUANTILE)) if np.isfinite(own).all() else float("nan")
+    return np.where(is_reference, distances[:, 1], distances[:, 0]), limit
 
 
 def standardise(x_train: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -64,12 +62,8 @@ def shift_measures(
     """Per cell: distance_to_labelled_um, outside_labelled_region, feature_distance, feature_shift; and the
     thresholds used (for the model card). `is_training[i]`: row i of `positions_um` / `x` is a training
     cell (its own row in the training arrays is then excluded as its neighbour)."""
-    space_limit = _threshold(train_positions_um)
-    distance = _nearest(train_positions_um, positions_um, is_training)
-    z_train = standardise(x_train, x_train)
-    z = standardise(x_train, x)
-    feature_limit = _threshold(z_train)
-    feature_distance = _nearest(z_train, z, is_training)
+    distance, space_limit = _distances(train_positions_um, positions_um, is_training)
+    feature_distance, feature_limit = _distances(standardise(x_train, x_train), standardise(x_train, x), is_training)
     columns = {
         "distance_to_labelled_um": distance,
         "outside_labelled_region": distance > space_limit,

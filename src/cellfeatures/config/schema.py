@@ -153,22 +153,23 @@ FAMILY_KEYS: dict[str, dict[str, Check]] = {
     "functional": {"coregistration_table": STR, "digital_twin_table": STR},
     "proofreading": {"table": STR},
 }
+
+
+def column_texts(what: str) -> Check:
+    """A table of column = "<what>" strings (an external block's descriptions, caveats)."""
+    return lambda v: (
+        None if isinstance(v, dict) and all(isinstance(d, str) for d in v.values()) else f"must be a table of {what}"
+    )
+
+
 EXTERNAL_KEYS: dict[str, Check] = {
     "table": STR,
     "path": STR,
     "key": STR,
     "prefix": STR,
     "origin": one_of("real", "derived", "synthetic"),
-    "descriptions": lambda v: (
-        None
-        if isinstance(v, dict) and all(isinstance(d, str) for d in v.values())
-        else 'must be a table of column = "what it measures"'
-    ),
-    "caveats": lambda v: (
-        None
-        if isinstance(v, dict) and all(isinstance(d, str) for d in v.values())
-        else 'must be a table of column = "what a modeller must know before using it"'
-    ),
+    "descriptions": column_texts('column = "what it measures"'),
+    "caveats": column_texts('column = "what a modeller must know before using it"'),
     "columns": lambda v: (
         None
         if isinstance(v, dict) and all(isinstance(u, str) for u in v.values())

@@ -12,8 +12,6 @@ from cellfeatures.benchmark.selective import TABLE_KINDS
 from cellfeatures.display import num, paired
 from cellfeatures.report.figures import plot_selective
 
-METRIC_NAMES = {"balanced_accuracy": "balanced accuracy", "accuracy": "accuracy"}
-
 
 def _pair_cells(d: dict[str, Any]) -> str:
     return f"{num(d['a'])} | {num(d['b'])} | {paired(d)}"

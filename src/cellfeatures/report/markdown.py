@@ -149,8 +149,8 @@ def _board_section(board: Leaderboard, figures: Path) -> list[str]:
     lines += _per_class_section(board, labels, name, figures)
     lines += _calibration_section(board, name, figures)
     best = best_entry(board.entries)
-    for entry in sorted(board.entries, key=lambda e: e is not best):
-        if entry.importances and (entry is best or entry.entry == "hist_gradient_boosting"):
+    for entry in sorted(board.entries, key=lambda e: e is not best):  # run_baselines says which entries have them
+        if entry.importances:
             png = f"{name}-importance-{entry.entry}.png"
             plot_importances(figures / png, entry.importances, f"{entry.entry}: permutation importance (fold 0)")
             top = ", ".join(f"{r['feature']} ({r['mean']:.3f})" for r in entry.importances[:5])
