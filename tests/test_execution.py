@@ -68,9 +68,10 @@ def test_dask_gives_the_local_matrix_bit_for_bit(snapshot: Path, local_matrix: p
     assert_frame_equal(matrix, local_matrix, check_exact=True)
     execution = manifest["execution"]
     assert execution["engine"] == "dask" and execution["workers"] == 2 and execution["scratch_kind"] == "file"
-    assert execution["tasks"]["phase1"]["tasks"] == 8 and execution["tasks"]["phase2"]["tasks"] == 8
+    buckets = execution["tasks"]["phase2"]["tasks"]
+    assert execution["tasks"]["phase1"]["tasks"] == 8 and 4 < buckets <= 8, "at most `buckets` (power-of-two sizes)"
     assert execution["tasks"]["phase1"]["scratch_bytes"] > 0
-    assert ("synapse ranges", 8, 8) in seen and ("synapse buckets", 8, 8) in seen, "progress per phase"
+    assert ("synapse ranges", 8, 8) in seen and ("synapse buckets", buckets, buckets) in seen, "progress per phase"
     assert not list((tmp_path / "features").glob(".building-*")), "scratch is removed after the build"
 
 

@@ -9,4 +9,5 @@ __version__ = "0.1.0"
 # Bumped whenever a pipeline's output for the same inputs changes; part of every feature-version hash.
 # 3: a synapse table fetched for chosen cells gives every other cell null synapse features (not partial counts).
 # 4: feature caveats (config `caveats`) kept in the manifest.
-PIPELINE_CODE_VERSION = "4"
+# 5: synapse aggregates from compiled kernels (a distance mean may move in its last bit).
+PIPELINE_CODE_VERSION = "5"

@@ -88,7 +88,7 @@ def brute_force(syn_rows: list[tuple], tags: dict[int, str]) -> dict[int, dict[s
             partners = {s[other] for s in mine}
             tagged = [tags[s[0]] for s in mine if s[0] in tags]
             labelled = [partner_class[s[other]] for s in mine if s[other] in partner_class]
-            # per-synapse distances are rounded to 1e-6 um by definition (see synapses.direction_records)
+            # per-synapse distances are rounded to 1e-6 um by definition (see synapse_kernels)
             dists = [
                 round(
                     math.dist((s[4] * RES[0], s[5] * RES[1], s[6] * RES[2]), (cx * RES[0], cy * RES[1], cz * RES[2]))
@@ -240,14 +240,6 @@ def test_a_size_beyond_int32_in_one_range_is_kept_exactly(snapshot) -> None:
     lazy = pipeline(snapshot, rows, HAND_TAGS, engine="lazy")
     assert lazy.filter(pl.col("nucleus_id") == 1)["syn_in_size_sum_vx"].item() == 700 + 3_000_000_000
     assert pipeline(snapshot, rows, HAND_TAGS, engine="bucketed").sort("nucleus_id").equals(lazy.sort("nucleus_id"))
-
-
-def test_bucket_cuts_never_split_a_cells_run_of_records() -> None:
-    roots = pl.Series(np.repeat([5, 7, 9, 11], [3, 100_000, 1, 50_000]))
-    cuts = synapse_ranges.bucket_cuts(roots, pl.Series([7, 11]))
-    assert cuts == [3, 100_004], "each bucket starts at the first record of its first root"
-    slices = [roots[a:b] for a, b in zip([0, *cuts], [*cuts, roots.len()], strict=True)]
-    assert [sorted(set(s.to_list())) for s in slices] == [[5], [7, 9], [11]]
 
 
 def test_a_sparse_id_range_takes_tags_by_join_with_the_same_result(snapshot, monkeypatch) -> None:

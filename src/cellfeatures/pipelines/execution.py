@@ -179,7 +179,7 @@ class DaskEngine:
             self.costs.phase2 = self._run(
                 "synapse buckets",
                 sr.aggregate_bucket_task,
-                [(targets, k, plan.flags) for k in range(plan.buckets)],
+                [(targets, k, plan) for k in range(plan.buckets)],
                 run,
             )
         finally:

@@ -1,14 +1,14 @@
 """The synapse family's two-phase plan for big tables, shared by the local and the Dask engine.
 
 Phase 1, one unit per synapse-id range: read the range's synapses and target tags from the source,
-drop synapses touching no attributable cell, build the records (synapses.direction_records), sort
-each direction by cell root and write one Arrow IPC file whose record batch `2 * bucket + out` holds
-that bucket's run (a bucket is a block of consecutive cell roots). Phase 2, one unit per bucket: its
-runs from every range file, concatenated, sorted (cheap: already sorted runs) and aggregated with
-synapses.record_aggregates. The local engine runs the units in this process, overlapping reads and
-writes with threads; the Dask engine runs each unit as a task (cellfeatures.pipelines.execution). Both call the
-same functions on the same ranges and buckets and concatenate the parts in the same order, so their
-matrices are bit-for-bit identical (tested).
+drop synapses touching no attributable cell, turn them into records grouped by cell bucket and direction
+(synapse_kernels.scatter: no sort) and write one Arrow IPC file whose record batch `2 * bucket + out`
+holds that bucket's records (a bucket is a block of consecutive cells). Phase 2, one unit per bucket: its
+batches from every range file, aggregated per cell (synapse_kernels.aggregate). The local engine runs the
+units in this process, overlapping reads, the kernels (which release the GIL) and writes on threads; the
+Dask engine runs each unit as a task (cellfeatures.pipelines.execution). Both call the same functions on
+the same ranges and buckets, and every aggregate is independent of the records' order, so their
+matrices are bit-for-bit identical to each other and to the one-frame plan (tested).
 
 Files are written under a temporary name and renamed: a unit that is retried (a lost worker) never
 leaves half a file where phase 2 would read it.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -30,14 +29,8 @@ import pyarrow as pa
 import pyarrow.ipc  # makes pa.ipc available
 
 from cellfeatures.errors import SchemaError
-from cellfeatures.pipelines.synapse_records import (
-    DIRECTIONS,
-    RootSets,
-    clean_synapses,
-    direction_records,
-    record_aggregates,
-    refuse_unknown_tags,
-)
+from cellfeatures.pipelines import synapse_kernels as sk
+from cellfeatures.pipelines.synapse_records import RootSets, clean_synapses, refuse_unknown_tags
 from cellfeatures.sources.normalize import NO_TAG, canonical_synapse_tags, canonical_synapses
 
 DENSE_TAG_SPAN = 2**28  # ids per range up to which tags are looked up in a dense byte array (256 MiB)
@@ -45,7 +38,7 @@ DENSE_TAG_SPAN = 2**28  # ids per range up to which tags are looked up in a dens
 
 @dataclass(frozen=True)
 class RangePlan:
-    """Everything a phase-1 unit needs besides its id range: small, picklable, no synapse data.
+    """Everything a unit needs besides its id range or bucket: small, picklable, no synapse data.
 
     `source_config` reopens the source where the unit runs (a Dask worker reads its range straight
     from the shared files, nothing is shipped through the client).
@@ -56,13 +49,27 @@ class RangePlan:
     tag_table: str
     resolution_nm: tuple[float, float, float]
     roots: RootSets
-    positions: pl.DataFrame | None  # root_id, pos_*_nm of the cells (soma distances), or None
+    positions: np.ndarray | None  # the cells' nucleus positions (nm, cells x 3, in roots.cells order), or None
     flags: tuple[bool, bool, bool]  # with tags, with partner labels, with positions
-    bucket_starts: pl.Series  # first cell root of buckets 1..n-1 (bucket 0 starts at the smallest root)
+    bucket_shift: int  # a bucket is 2**bucket_shift consecutive cells
+
+    @property
+    def cells_per_bucket(self) -> int:
+        return 1 << self.bucket_shift
 
     @property
     def buckets(self) -> int:
-        return self.bucket_starts.len() + 1
+        return max(1, -(-self.roots.cells.len() // self.cells_per_bucket))
+
+    def bucket_cells(self, bucket: int) -> tuple[int, int]:
+        """(first cell index, number of cells) of a bucket."""
+        first = bucket * self.cells_per_bucket
+        return first, max(0, min(self.cells_per_bucket, self.roots.cells.len() - first))
+
+
+def bucket_shift_for(cells: int, buckets: int) -> int:
+    """The smallest power-of-two bucket size that splits `cells` into at most `buckets` buckets."""
+    return max(0, int(np.ceil(np.log2(max(1, -(-cells // max(1, buckets)))))))
 
 
 def plan_ranges(lo: int, hi: int, rows: int, range_rows: int) -> list[tuple[int, int]]:
@@ -70,11 +77,6 @@ def plan_ranges(lo: int, hi: int, rows: int, range_rows: int) -> list[tuple[int,
     n_ranges = max(1, -(-rows // range_rows))
     edges = [lo + (hi + 1 - lo) * i // n_ranges for i in range(n_ranges + 1)]
     return list(pairwise(edges))
-
-
-def bucket_starts_of(cells: pl.Series, buckets: int) -> pl.Series:
-    per_bucket = -(-cells.len() // buckets)
-    return cells.gather(list(range(per_bucket, cells.len(), per_bucket)))
 
 
 def source_frames(plan: RangePlan, source: Any) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
@@ -85,7 +87,7 @@ def source_frames(plan: RangePlan, source: Any) -> tuple[pl.LazyFrame, pl.LazyFr
     return syn, tags
 
 
-def range_frame(syn: pl.LazyFrame, tags: pl.LazyFrame | None, plan: RangePlan, a: int, b: int) -> pl.LazyFrame:
+def range_frame(syn: pl.LazyFrame, tags: pl.LazyFrame | None, plan: RangePlan, a: int, b: int) -> pl.DataFrame:
     """Synapses of ids [a, b) touching a cell, with their tags attached (the range's tags are read here)."""
     cell_roots = plan.roots.cells.implode()
     in_range = (pl.col("synapse_id") >= a) & (pl.col("synapse_id") < b)
@@ -94,64 +96,39 @@ def range_frame(syn: pl.LazyFrame, tags: pl.LazyFrame | None, plan: RangePlan, a
     frame = syn.filter(in_range & touches_a_cell)
     if tags is not None:
         frame = with_tag_codes(frame, tags.filter(in_range).collect(), plan.tag_table, a, b)
-    return frame
+    return frame.collect()
 
 
-def range_records(frame: pl.LazyFrame, plan: RangePlan) -> list[pl.DataFrame]:
-    """Both directions' records of one range, each sorted by cell root."""
-    chunk = frame.collect()
-    chunk = chunk.with_columns(narrow_ints(chunk.get_column("size_vx")))
-    positions = plan.positions.lazy() if plan.positions is not None else None
-    # both directions at once: measured 0.69 s against 0.84 s per 10M synapses one after the other
-    return pl.collect_all(
-        [direction_records(chunk.lazy(), plan.roots, d, plan.flags[0], positions).sort("root") for d in DIRECTIONS]
-    )
+def range_records(frame: pl.DataFrame, plan: RangePlan, table: sk.RootTable) -> sk.Records:
+    """One range's records, grouped by bucket and direction."""
+    return sk.scatter(frame, table, plan.bucket_shift, plan.buckets, plan.positions)
 
 
-def bucket_cuts(sorted_roots: pl.Series, bucket_starts: pl.Series) -> list[int]:
-    """Where each bucket begins in sorted_roots: at the first record of its first root, never inside a run
-    of equal roots (a cell split over two buckets would be aggregated twice)."""
-    return sorted_roots.search_sorted(bucket_starts, side="left").to_list()
-
-
-def narrow_ints(values: pl.Series) -> pl.Series:
-    """values as Int32 when every one fits (real cleft sizes do), else unchanged: 4 bytes less per record."""
-    if values.dtype == pl.Int32 or not values.dtype.is_integer():
-        return values
-    lo, hi = values.min(), values.max()
-    if lo is None or (isinstance(lo, int) and isinstance(hi, int) and lo >= -(2**31) and hi < 2**31):
-        return values.cast(pl.Int32)
-    return values
-
-
-def write_runs(records: list[pl.DataFrame], bucket_starts: pl.Series, sink: Any) -> None:
-    """One Arrow IPC stream file to `sink` (a path or a writable file object): batch k * 2 + j is direction
-    j's slice of bucket k (empty ones too, so every file has the same batch layout)."""
-    cuts = [bucket_cuts(r.get_column("root"), bucket_starts) for r in records]
-    tables = [frame.to_arrow() for frame in records]
-    bounds = [[0, *c, frame.height] for frame, c in zip(records, cuts, strict=True)]
-    schema = tables[0].schema
+def write_runs(records: sk.Records, buckets: int, sink: Any) -> None:
+    """One Arrow IPC file to `sink` (a path or a writable file object): batch 2 * bucket + out holds that
+    bucket's records of one direction (empty ones too, so every file has the same batch layout)."""
+    first = records.batch(0)
+    schema = pa.schema([(name, pa.from_numpy_dtype(column.dtype)) for name, column in first.items()])
     with pa.ipc.new_file(sink if not isinstance(sink, Path) else str(sink), schema) as writer:
-        for k in range(len(bounds[0]) - 1):
-            for table, b in zip(tables, bounds, strict=True):
-                part = table.slice(b[k], b[k + 1] - b[k]).combine_chunks()
-                columns = [c.chunk(0) if c.num_chunks else pa.array([], type=c.type) for c in part.columns]
-                writer.write_batch(pa.record_batch(columns, schema=schema))
+        for k in range(2 * buckets):
+            writer.write_batch(pa.record_batch(list(records.batch(k).values()), schema=schema))
 
 
-def merge_runs(runs: list[pl.DataFrame]) -> pl.DataFrame:
-    """One (bucket, direction)'s runs from every range as one contiguous frame."""
-    # a range whose sizes needed Int64 widens the others (vertical_relaxed); one contiguous chunk, since
-    # polars sorts 68 chunks three times slower than their concatenation (0.17 s against 0.06 s)
-    return pl.concat(runs, how="vertical_relaxed", rechunk=True)
+def read_batch(files: list[Any], k: int) -> dict[str, np.ndarray]:
+    """Batch k of every range file (paths, or callables opening a readable file), concatenated."""
+    parts: list[pa.RecordBatch] = []
+    for f in files:
+        with pa.OSFile(str(f)) if isinstance(f, str | Path) else f() as source:
+            parts.append(pa.ipc.open_file(source).get_batch(k))
+    names = parts[0].schema.names
+    # a range whose sizes needed Int64 widens the others (numpy's concatenate promotes)
+    return {name: np.concatenate([p.column(name).to_numpy() for p in parts]) for name in names}
 
 
-def aggregate_batch(records: pl.DataFrame, aggs: list[pl.Expr], out: bool) -> pl.DataFrame | None:
-    """One (bucket, direction)'s merged runs, sorted and aggregated per cell root."""
-    records = records.sort("root")
-    if not records.height:
-        return None
-    return records.group_by("root", maintain_order=True).agg(aggs).with_columns(pl.lit(out).alias("out"))
+def aggregate_batch(batch: dict[str, np.ndarray], plan: RangePlan, table: sk.RootTable, k: int) -> pl.DataFrame | None:
+    """Batch k (bucket k // 2, direction out if k is odd), aggregated per cell."""
+    first, cells = plan.bucket_cells(k // 2)
+    return sk.aggregate(batch, table, first, cells, k % 2 == 1, plan.flags)
 
 
 def run_local(
@@ -165,54 +142,42 @@ def run_local(
     """Both phases in this process; returns per-(root, out) aggregates.
 
     1. Synapses and target tags are read one synapse-id range at a time (both tables are sorted by
-       synapse id in CAVE exports, so Parquet statistics skip everything outside the range); tags are
-       attached through a dense array over the range's ids (no hash table).
-    2. A bucket's batches from all ranges are already sorted runs: sorting their concatenation is cheap
-       (0.06 s for 5.4M records, against 0.25 s unsorted), and the group-by with exact medians and
-       distinct partners then runs on contiguous groups (0.1 s, against 0.48 s for a hash group-by).
+       synapse id in CAVE exports, so Parquet statistics skip everything outside the range) on one
+       thread, while this one scatters the previous range's records and another writes them.
+    2. Each (bucket, direction) batch is read from every range file and aggregated; two at a time, since
+       the kernel releases the GIL.
     """
+    table = sk.root_table(plan.roots)
     files: list[Path] = []
-    # One thread writes range r's spill while range r + 1 is read (pyarrow releases the GIL); waiting for
-    # it before the next submit keeps at most one range's records in flight. Another reads the next range's
-    # tags meanwhile (337M: 38.0 and 38.3 s against 39.3 and 39.1 s, two interleaved rounds).
-    with ThreadPoolExecutor(max_workers=1) as io, ThreadPoolExecutor(max_workers=1) as ahead, ExitStack() as opened:
+    with ThreadPoolExecutor(max_workers=1) as io, ThreadPoolExecutor(max_workers=1) as ahead:
         pending: Future[None] | None = None
         next_frame = ahead.submit(range_frame, syn, tags, plan, *ranges[0])
         for i in range(len(ranges)):
             frame = next_frame.result()
             if i + 1 < len(ranges):
                 next_frame = ahead.submit(range_frame, syn, tags, plan, *ranges[i + 1])
-            records = range_records(frame, plan)
+            records = range_records(frame, plan, table)
+            del frame
             if pending is not None:
-                pending.result()
+                pending.result()  # at most one range's records in flight
             files.append(scratch / f"range-{len(files):05d}.arrow")
-            pending = io.submit(write_runs, records, plan.bucket_starts, files[-1])
+            pending = io.submit(write_runs, records, plan.buckets, files[-1])
             del records
             if tick:
                 tick("synapse ranges", i + 1, len(ranges))
         if pending is not None:
             pending.result()
 
-        aggs = record_aggregates(*plan.flags)
-        parts = []
-        # plain reads, not memory maps: mapped pages would stay in the RSS until the end; the next batch
-        # is read while this one is aggregated
-        readers = [pa.ipc.open_file(opened.enter_context(pa.OSFile(str(f)))) for f in files]
+    def bucket_part(k: int) -> pl.DataFrame | None:
+        return aggregate_batch(read_batch(files, k), plan, table, k)
 
-        def read_runs(i: int) -> pl.DataFrame:  # read and merged on the I/O thread, overlapping aggregation
-            return merge_runs([pl.DataFrame(reader.get_batch(i)) for reader in readers])
-
-        upcoming = io.submit(read_runs, 0)
-        for i in range(2 * plan.buckets):  # batch 2 * bucket + (direction is out)
-            runs = upcoming.result()
-            if i + 1 < 2 * plan.buckets:
-                upcoming = io.submit(read_runs, i + 1)
-            part = aggregate_batch(runs, aggs, i % 2 == 1)
-            del runs
+    parts = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for k, part in enumerate(pool.map(bucket_part, range(2 * plan.buckets))):
             if part is not None:
                 parts.append(part)
-            if tick and i % 2 == 1:
-                tick("synapse buckets", i // 2 + 1, plan.buckets)
+            if tick and k % 2 == 1:
+                tick("synapse buckets", k // 2 + 1, plan.buckets)
     return pl.concat(parts) if parts else pl.DataFrame()
 
 
@@ -220,7 +185,7 @@ def run_local(
 
 
 def spill_range_task(plan: RangePlan, a: int, b: int, target: str) -> dict[str, Any]:
-    """Phase-1 task body: reopen the source, write range [a, b)'s runs to `target` (temporary name, then
+    """Phase-1 task body: reopen the source, write range [a, b)'s records to `target` (temporary name, then
     rename), report what it cost. Runs on a worker; reads nothing from the client."""
     import resource
 
@@ -230,38 +195,37 @@ def spill_range_task(plan: RangePlan, a: int, b: int, target: str) -> dict[str, 
 
     started = time.perf_counter()
     syn, tags = source_frames(plan, make_source(plan.source_config))
-    records = range_records(range_frame(syn, tags, plan, a, b), plan)
+    records = range_records(range_frame(syn, tags, plan, a, b), plan, sk.root_table(plan.roots))
     fs, path = fsspec.core.url_to_fs(target)
     fs.makedirs(fs._parent(path), exist_ok=True)
     tmp = f"{path}.tmp-{time.time_ns()}"
     with fs.open(tmp, "wb") as sink:
-        write_runs(records, plan.bucket_starts, sink)
+        write_runs(records, plan.buckets, sink)
     fs.mv(tmp, path)
     return {
         "target": target,
         "bytes": int(fs.size(path)),
-        "records": sum(r.height for r in records),
+        "records": records.height,
         "seconds": time.perf_counter() - started,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
 
-def aggregate_bucket_task(files: list[str], bucket: int, flags: tuple[bool, bool, bool]) -> dict[str, Any]:
-    """Phase-2 task body: bucket `bucket`'s runs from every range file, aggregated, both directions."""
+def aggregate_bucket_task(files: list[str], bucket: int, plan: RangePlan) -> dict[str, Any]:
+    """Phase-2 task body: bucket `bucket`'s records from every range file, aggregated, both directions."""
     import resource
 
     import fsspec
 
     started = time.perf_counter()
-    aggs = record_aggregates(*flags)
-    runs: list[list[pl.DataFrame]] = [[], []]
-    for target in files:
-        fs, path = fsspec.core.url_to_fs(target)
-        with fs.open(path, "rb") as source:
-            reader = pa.ipc.open_file(source)
-            for out in (0, 1):
-                runs[out].append(pl.DataFrame(reader.get_batch(2 * bucket + out)))
-    parts = [aggregate_batch(merge_runs(runs[out]), aggs, out == 1) for out in (0, 1)]
+    table = sk.root_table(plan.roots)
+
+    def opener(url: str) -> Any:
+        fs, path = fsspec.core.url_to_fs(url)
+        return lambda: fs.open(path, "rb")
+
+    openers = [opener(f) for f in files]
+    parts = [aggregate_batch(read_batch(openers, 2 * bucket + out), plan, table, 2 * bucket + out) for out in (0, 1)]
     return {
         "parts": [p for p in parts if p is not None],
         "seconds": time.perf_counter() - started,

@@ -1,7 +1,9 @@
-"""The shared core of the synapse family: cleaned synapse records per direction and their aggregates.
+"""The shared vocabulary of the synapse family: cleaned synapses, the roots records need to know about,
+class codes, tag checks.
 
-Both plans use it: the in-memory one (synapses.py) and the range-partitioned one (synapse_ranges.py, on
-this machine or as Dask tasks). Knows nothing about plans, engines or files."""
+Both plans use it: the one-frame one (synapses.py) and the range-partitioned one (synapse_ranges.py, on
+this machine or as Dask tasks); the records themselves are built and aggregated by synapse_kernels.
+Knows nothing about plans, engines or files."""
 
 from __future__ import annotations
 
@@ -10,9 +12,6 @@ from dataclasses import dataclass
 import polars as pl
 
 from cellfeatures.errors import SchemaError
-from cellfeatures.pipelines.base import (
-    stable_mean,
-)
 from cellfeatures.sources.normalize import (
     TAG_CODES,
     UNKNOWN_TAG,
@@ -56,73 +55,6 @@ def root_sets(cells: pl.DataFrame, nucleus_roots: pl.DataFrame, classes: pl.Data
     return RootSets(cells=roots(cells), nucleus=roots(nucleus_roots), exc=of_class(EXC), inh=of_class(INH))
 
 
-def direction_records(
-    syn: pl.LazyFrame, roots: RootSets, d: str, with_tags: bool, positions: pl.LazyFrame | None
-) -> pl.LazyFrame:
-    """Records (root, partner, size_vx, flags [, dist_um]) of direction d from synapses (with tag_code).
-
-    positions: root_id -> pos_*_nm of the cells, to add each synapse's distance from its cell's nucleus.
-    Both execution strategies build exactly these records and aggregate them with the same expressions,
-    so their results are identical.
-    """
-    own, other = DIRECTIONS[d]
-    partner = pl.col(other)
-    flags = (
-        partner.is_in(roots.nucleus.implode()).cast(pl.UInt8) * HAS_NUCLEUS
-        + partner.is_in(roots.exc.implode()).cast(pl.UInt8) * (CLASS_CODES[EXC] * 2**CLASS_SHIFT)
-        + partner.is_in(roots.inh.implode()).cast(pl.UInt8) * (CLASS_CODES[INH] * 2**CLASS_SHIFT)
-    )
-    if with_tags:
-        flags = flags + pl.col("tag_code") * 2**TAG_SHIFT
-    columns: list[pl.Expr] = [
-        pl.col(own).alias("root"),
-        partner.alias("partner"),
-        pl.col("size_vx"),
-        flags.cast(pl.UInt8).alias("flags"),
-    ]
-    if positions is None:
-        return syn.filter(pl.col(own).is_in(roots.cells.implode())).select(columns)
-    # Polars fuses multiply-add chains into FMAs in some plans and not in others, which moves the last bit
-    # of a distance depending on the execution strategy. A horizontal sum avoids the main chain, and
-    # rounding each distance to 1e-6 um (a picometre, far below the 4 nm voxel) makes the features
-    # identical whichever plan computed them.
-    dx, dy, dz = (pl.col(f"ctr_{a}_nm") - pl.col(f"pos_{a}_nm") for a in "xyz")
-    return syn.join(positions, left_on=own, right_on="root_id", how="inner").select(
-        *columns,
-        # plain sums: a missing coordinate gives no distance (sum_horizontal would read it as a zero offset)
-        ((dx * dx + dy * dy + dz * dz).sqrt() / 1000.0).round(6).alias("dist_um"),
-    )
-
-
-def record_aggregates(with_tags: bool, with_labels: bool, with_positions: bool) -> list[pl.Expr]:
-    """Per-(root, direction) aggregations of records: named like the features without prefix, or `_x` helpers."""
-    flags = pl.col("flags")
-    tag = flags // 2**TAG_SHIFT
-    klass = flags // 2**CLASS_SHIFT % 4
-    aggs: list[pl.Expr] = [
-        pl.len().cast(pl.Int64).alias("count"),
-        pl.col("size_vx").count().cast(pl.Int64).alias("_sized"),  # non-null sizes: the mean's denominator
-        pl.col("size_vx").cast(pl.Float64).median().alias("size_median_vx"),
-        pl.col("size_vx").cast(pl.Int64).sum().alias("size_sum_vx"),
-        pl.col("partner").n_unique().cast(pl.Int64).alias("partners"),
-        pl.col("partner").filter(flags % 2 == HAS_NUCLEUS).n_unique().cast(pl.Int64).alias("_partners_nuc"),
-    ]
-    # tagged and labelled counts are the sums of these (one aggregation less each)
-    if with_tags:
-        aggs += [(tag == TAG_CODES[t]).sum().cast(pl.Int64).alias(f"_{t}") for t in TAGS]
-    if with_labels:
-        aggs += [
-            (klass == CLASS_CODES[EXC]).sum().cast(pl.Int64).alias("_exc"),
-            (klass == CLASS_CODES[INH]).sum().cast(pl.Int64).alias("_inh"),
-        ]
-    if with_positions:
-        aggs += [
-            stable_mean(pl.col("dist_um")).alias("soma_dist_mean_um"),
-            pl.col("dist_um").quantile(0.9, interpolation="linear").alias("soma_dist_p90_um"),
-        ]
-    return aggs
-
-
 def refuse_unknown_tags(tags: pl.DataFrame, table: str) -> None:
     """A tag other than spine/shaft/soma would silently count as untagged: name its rows instead."""
     unknown = tags.filter(pl.col("tag_code") == UNKNOWN_TAG)
@@ -135,13 +67,3 @@ def refuse_unknown_tags(tags: pl.DataFrame, table: str) -> None:
 
 
 TAGS = ("spine", "shaft", "soma")
-
-
-# A synapse record: one row per (synapse, attributable cell on one side) and direction: the cell's own
-# `root` (an attributable root carries exactly one nucleus, so it names the cell), the `partner` root, the
-# size, and one `flags` byte packing what is known of the partner and the target: bit 0 partner has a
-# nucleus, bits 1-2 partner class (0 none, 1 excitatory, 2 inhibitory), bits 3-4 tag (0 none, 1 spine,
-# 2 shaft, 3 soma). Every flag comes from a hash-set membership test (`is_in`), about ten times cheaper than
-# a join per synapse side (measured 0.015 s against 0.12 s for 3.4M synapses); records are 21 bytes with
-# Int32 sizes (plus the distance when positions are used).
-HAS_NUCLEUS, CLASS_SHIFT, TAG_SHIFT = 1, 1, 3

@@ -13,12 +13,13 @@ Partner classes come from a configurable label table (`partner_label_table`), ha
 excitatory / inhibitory via the vocabulary map: never the cell's own label source unless the user says
 so (the dataset builder's leakage check knows which table was used).
 
-Two execution strategies build the same 21-byte records and aggregate them with the same expressions,
-so their results are bit-for-bit equal (tested): one lazy plan for small tables, and above
-`bucketed_above_rows` (2M synapses) a range-partitioned, bucketed one in bounded memory (`synapse_ranges`,
-run here or as Dask tasks;
-337M synapses + 204M tags: ~39 s and 1.4 GiB peak on 2 cores, see benchmarks/README.md). Options in
-[features.synapses]: engine (auto / lazy / bucketed), range_rows, buckets, bucketed_above_rows.
+Two execution strategies, one set of kernels (synapse_kernels, compiled with numba): for small tables
+the whole table is one frame; above `bucketed_above_rows` (2M synapses) a range-partitioned, bucketed plan
+in bounded memory (`synapse_ranges`, run here or as Dask tasks). Both build the same records and
+aggregate them with the same kernel, and no aggregate depends on the records' order, so their results
+are bit-for-bit equal (tested); benchmarks/README.md has the speed. Options in [features.synapses]:
+engine (auto / lazy / bucketed), range_rows, buckets (at most this many: a bucket's cell count is rounded
+up to a power of two), bucketed_above_rows.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from cellfeatures.errors import ConfigError
@@ -42,8 +44,6 @@ from cellfeatures.pipelines.synapse_records import (
     TAGS,
     RootSets,
     clean_synapses,
-    direction_records,
-    record_aggregates,
     root_sets,
 )
 from cellfeatures.schemas import WIRE_MODELS, validate
@@ -248,10 +248,12 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
         check_spellings(ctx.scan(label_table), label_table)
     classes = partner_classes(ctx.scan(label_table), ctx.identity).collect() if label_table else None
     roots = root_sets(cells, nucleus_roots(ctx.identity), classes)
-    positions = cells.lazy().select("root_id", "pos_x_nm", "pos_y_nm", "pos_z_nm") if with_positions else None
+    positions = cell_positions(cells, roots) if with_positions else None
     flags = (bool(tag_table), bool(label_table), with_positions)
 
-    if engine == "bucketed" or (engine == "auto" and rows > option(cfg, "bucketed_above_rows", 2_000_000, FAMILY)):
+    if roots.cells.is_empty():
+        aggregated = pl.DataFrame().lazy()
+    elif engine == "bucketed" or (engine == "auto" and rows > option(cfg, "bucketed_above_rows", 2_000_000, FAMILY)):
         aggregated = _two_phase(ctx, cfg, raw_syn, syn, tags, syn_table, tag_table, roots, positions, flags, rows)
     else:
         if tags is not None:
@@ -259,13 +261,7 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
 
             refuse_unknown_tags(tags.filter(pl.col("tag_code") == UNKNOWN_TAG).collect(), tag_table)
             syn = syn.join(tags, on="synapse_id", how="left").with_columns(pl.col("tag_code").fill_null(NO_TAG))
-        records = pl.concat(
-            [
-                direction_records(syn, roots, d, flags[0], positions).with_columns(pl.lit(d == "out").alias("out"))
-                for d in DIRECTIONS
-            ]
-        )
-        aggregated = records.group_by("root", "out").agg(record_aggregates(*flags))
+        aggregated = _one_frame(syn.collect(), roots, positions, flags).lazy()
     frames = (
         [direction_features(aggregated, cells.lazy(), d, *flags) for d in DIRECTIONS]
         if aggregated.collect_schema().names()
@@ -305,6 +301,27 @@ def coverage(matrix: pl.DataFrame, identity: pl.DataFrame, subset: str | None) -
     return {"cells": matrix.height, **{k: int(v) for k, v in counts.items()}, "cells_from": subset}
 
 
+def cell_positions(cells: pl.DataFrame, roots: RootSets) -> np.ndarray:
+    """The cells' nucleus positions (nm), one row per cell in roots.cells order (NaN where unknown)."""
+    aligned = pl.DataFrame({"root_id": roots.cells}).join(
+        cells.select("root_id", "pos_x_nm", "pos_y_nm", "pos_z_nm"), on="root_id", how="left", maintain_order="left"
+    )
+    return aligned.select(pl.col(f"pos_{a}_nm").cast(pl.Float64).fill_null(np.nan) for a in "xyz").to_numpy()
+
+
+def _one_frame(
+    frame: pl.DataFrame, roots: RootSets, positions: np.ndarray | None, flags: tuple[bool, bool, bool]
+) -> pl.DataFrame:
+    """The whole table in memory as one bucket: the same kernels as the two-phase plan, so the same bits."""
+    from cellfeatures.pipelines import synapse_kernels as sk
+
+    table = sk.root_table(roots)
+    records = sk.scatter(frame, table, 31, 1, positions)  # one bucket of up to 2**31 cells
+    parts = [sk.aggregate(records.batch(out), table, 0, table.cells, out == 1, flags) for out in (0, 1)]
+    kept = [p for p in parts if p is not None]
+    return pl.concat(kept) if kept else pl.DataFrame()
+
+
 def _two_phase(
     ctx: BuildContext,
     cfg: dict[str, Any],
@@ -314,15 +331,13 @@ def _two_phase(
     syn_table: str,
     tag_table: str,
     roots: RootSets,
-    positions: pl.LazyFrame | None,
+    positions: np.ndarray | None,
     flags: tuple[bool, bool, bool],
     rows: int,
 ) -> pl.LazyFrame:
     """The range-partitioned, bucketed plan (synapse_ranges), on this machine or on the build's Dask engine."""
     from cellfeatures.pipelines import synapse_ranges as sr
 
-    if roots.cells.is_empty():
-        return pl.DataFrame().lazy()
     # file statistics bound the ids when the source has them, else the id column alone is read
     bounds = ctx.source.column_range(syn_table, "id")
     if bounds is None or not all(isinstance(v, int) for v in bounds):
@@ -345,9 +360,9 @@ def _two_phase(
         tag_table=tag_table,
         resolution_nm=tuple(ctx.source.position_resolution_nm),  # type: ignore[arg-type]
         roots=roots,
-        positions=positions.collect() if positions is not None else None,
+        positions=positions,
         flags=flags,
-        bucket_starts=sr.bucket_starts_of(roots.cells, buckets),
+        bucket_shift=sr.bucket_shift_for(roots.cells.len(), buckets),
     )
     ranges = sr.plan_ranges(lo, hi, rows, range_rows)
     if ctx.engine is not None:  # a Dask cluster (cellfeatures.pipelines.execution): same units, as tasks
