@@ -111,6 +111,9 @@ def _scatter(
     size: np.ndarray,
     size_ok: np.ndarray,
     tag: np.ndarray,
+    ids: np.ndarray,
+    dense_tags: np.ndarray,
+    tags_lo: int,
     ctr: np.ndarray,
     pos: np.ndarray,
     slots: np.ndarray,
@@ -142,11 +145,15 @@ def _scatter(
     with_positions = pos.shape[0] > 0
     dist = np.empty(m if with_positions else 0, np.float64)
     fill = offsets[:-1].copy()
+    by_id = dense_tags.size > 0
+    all_sized = size_ok.size == 0  # no missing size in this frame
     for i in range(n):  # pass 2: write each record into its (bucket, direction) run
         a = pre_value[i]
         b = post_value[i]
-        common = (tag[i] << TAG_SHIFT) | (0 if size_ok[i] else SIZE_MISSING)
-        value = size[i] if size_ok[i] else 0
+        t = dense_tags[ids[i] - tags_lo] if by_id else tag[i]
+        sized = all_sized or size_ok[i]
+        common = (t << TAG_SHIFT) | (0 if sized else SIZE_MISSING)
+        value = size[i] if sized else 0
         for out in range(2):
             own = a if out else b
             if not own >> 8:
@@ -163,6 +170,27 @@ def _scatter(
                 dx, dy, dz = ctr[i, 0] - pos[c, 0], ctr[i, 1] - pos[c, 1], ctr[i, 2] - pos[c, 2]
                 dist[k] = np.round(np.sqrt(dx * dx + dy * dy + dz * dz) / 1000.0, 6)
     return offsets, cell, partner, sizes, flags, dist
+
+
+@njit(cache=True, nogil=True)
+def _dense_tags(ids: np.ndarray, codes: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, bool]:
+    dense = np.zeros(hi - lo, np.uint8)
+    filled = np.zeros(hi - lo, np.bool_)
+    for i in range(ids.size):
+        j = ids[i] - lo
+        if filled[j]:
+            return dense, False
+        filled[j] = True
+        dense[j] = codes[i]
+    return dense, True
+
+
+def dense_tags(ids: np.ndarray, codes: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
+    """Tag codes by synapse id - lo for ids in [lo, hi) (0 where no prediction), or None when an id has
+    two predictions (the caller names them). One pass, where numpy's fancy assignment and its checks took
+    four."""
+    dense, unique = _dense_tags(ids, codes, lo, hi)
+    return dense if unique else None
 
 
 @dataclass
@@ -201,20 +229,29 @@ def scatter(
     bucket_shift: int,
     buckets: int,
     positions: np.ndarray | None,
+    dense_tags: np.ndarray | None = None,
+    tags_lo: int = 0,
 ) -> Records:
     """Records of every synapse in `frame` (pre_root_id, post_root_id, size_vx [, tag_code] [, ctr_*_nm]),
     grouped by bucket (cell index >> bucket_shift: a power of two, so no division per record) and direction.
-    positions: the cells' nucleus positions in nm (cells x 3), or None."""
+
+    positions: the cells' nucleus positions in nm (cells x 3), or None. dense_tags: tag codes by synapse
+    id - tags_lo (then frame has synapse_id instead of tag_code): read in the kernel, where a gather in
+    the scan plan cost a pass of its own."""
     n = frame.height
     size = frame.get_column("size_vx")
-    size_ok = size.is_not_null().to_numpy()
-    sizes = size.fill_null(0).cast(pl.Int64)
+    # the validity mask only when some size is missing (real tables have none: one pass less)
+    size_ok = size.is_not_null().to_numpy() if size.null_count() else np.zeros(0, np.bool_)
+    sizes = size.fill_null(0).cast(pl.Int64) if size.null_count() else size.cast(pl.Int64)
     if sizes.len() and sizes.min() >= -(2**31) and sizes.max() < 2**31:  # type: ignore[operator]
         sizes = sizes.cast(pl.Int32)  # real cleft sizes fit
     sizes_np = sizes.to_numpy()
-    tag = (
-        frame.get_column("tag_code").cast(pl.UInt8).to_numpy() if "tag_code" in frame.columns else np.zeros(n, np.uint8)
-    )
+    if dense_tags is not None:
+        ids, tag = frame.get_column("synapse_id").cast(pl.Int64).to_numpy(), np.zeros(0, np.uint8)
+    else:
+        ids, dense_tags = np.zeros(0, np.int64), np.zeros(0, np.uint8)
+        has_codes = "tag_code" in frame.columns
+        tag = frame.get_column("tag_code").cast(pl.UInt8).to_numpy() if has_codes else np.zeros(n, np.uint8)
     if positions is not None:
         ctr = np.column_stack(
             [frame.get_column(f"ctr_{a}_nm").cast(pl.Float64).fill_null(np.nan).to_numpy() for a in "xyz"]
@@ -228,6 +265,9 @@ def scatter(
         sizes_np,
         size_ok,
         tag,
+        ids,
+        dense_tags.astype(np.uint8, copy=False),
+        tags_lo,
         np.ascontiguousarray(ctr, dtype=np.float64),
         np.ascontiguousarray(pos, dtype=np.float64),
         table.slots,
