@@ -1,17 +1,16 @@
-"""Compiled kernels of the synapse family: records by cell without a sort, and their per-cell aggregates.
+"""The synapse family's phase-1 kernel: synapses -> records grouped by cell bucket, without a sort.
 
 Why compiled (numba): the family is a group-by of ~0.9 records per synapse over 10^8-10^9 synapses. In
-polars or numpy each step is a full pass with its own memory traffic (membership tests, a 4-column sort
-by root at ~55 ns per record, an Arrow spill, a merge sort, a group-by); here the same work is two passes
-over the synapses and one over the records, with a hash table of the ~10^5 nucleus roots that stays in
-cache (benchmarks/README.md, "synapses.py", has the numbers).
+polars each step was a full pass with its own memory traffic (membership tests, a 4-column sort by root
+at ~55 ns per record, an Arrow merge of sorted runs, a group-by); here it is two passes over the
+synapses with one lookup per root in a hash table of the ~10^5 nucleus roots, and synapse_aggregates
+makes one pass over the records (benchmarks/README.md, "synapses.py", has the numbers).
 
 Every plan (one frame for small tables, id ranges and cell buckets for big ones, on this machine or as
-Dask tasks) calls the same two kernels, and every aggregate is independent of the records' order (sizes
-and distances are sorted per cell before their median, mean and percentile), so all plans give the
-same bits.
+Dask tasks) calls the same kernels, and no aggregate depends on the records' order, so all plans give
+the same bits.
 
-Records (one per synapse and attributable cell on one side, per direction) carry the cell's index in
+A record (one per synapse and attributable cell on one side, per direction) carries the cell's index in
 the sorted attributable roots, the partner root, the size and one flags byte: bit 0 partner has a
 nucleus, bits 1-2 partner class (0 none, 1 excitatory, 2 inhibitory), bits 3-4 tag (0 none, 1 spine,
 2 shaft, 3 soma), bit 5 size missing; plus the distance from the cell's nucleus in um (rounded to 1e-6
@@ -34,7 +33,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the
 
 
 @njit(inline="always")
-def _slot(key: int, shift: int) -> int:
+def hash_slot(key: int, shift: int) -> int:
     return int(np.int64((np.uint64(key) * _GOLDEN) >> np.uint64(shift)))
 
 
@@ -45,7 +44,7 @@ def _find(key: int, slots: np.ndarray, shift: int, mask: int) -> int:
     Open addressing, linear probing, load factor at most 1/4; a slot holds the root and its value side by
     side, so a lookup is one cache line (12.6 ns against ~20 with separate arrays; the value in the slot
     saves a second random access per root)."""
-    h = _slot(key, shift)
+    h = hash_slot(key, shift)
     while True:
         value = slots[h, 1]
         if value == -1:
@@ -62,7 +61,7 @@ def _fill_table(roots: np.ndarray, values: np.ndarray, bits: int) -> np.ndarray:
     slots[:, 1] = -1
     shift, mask = 64 - bits, size - 1
     for i in range(roots.size):
-        h = _slot(roots[i], shift)
+        h = hash_slot(roots[i], shift)
         while slots[h, 1] != -1:
             h = (h + 1) & mask
         slots[h, 0] = roots[i]
@@ -276,215 +275,3 @@ def scatter(
         buckets,
     )
     return Records(offsets, cell, partner, sizes_out, flags, dist, positions is not None)
-
-
-# The per-(cell, direction) aggregates, named like the features without their prefix, or `_x` helpers
-# that synapses.direction_features turns into fractions.
-INT_AGGREGATES = (
-    "count",
-    "_sized",
-    "size_sum_vx",
-    "partners",
-    "_partners_nuc",
-    "_spine",
-    "_shaft",
-    "_soma",
-    "_exc",
-    "_inh",
-)
-FLOAT_AGGREGATES = ("size_median_vx", "soma_dist_mean_um", "soma_dist_p90_um")
-
-
-def aggregate(
-    batch: dict[str, np.ndarray],
-    table: RootTable,
-    first_cell: int,
-    cells: int,
-    out: bool,
-    flags: tuple[bool, bool, bool],
-) -> pl.DataFrame | None:
-    """One (bucket, direction)'s records -> one row per cell with records: root, the aggregates, `out`.
-
-    flags: (with tags, with partner labels, with positions): the columns of what is absent are left out,
-    as the features are. None when the batch is empty.
-    """
-    if not batch["cell"].size:
-        return None
-    dist = batch.get("dist", np.empty(0, np.float64))
-    ints, floats = _aggregate(  # sizes as they come (Int32 or Int64): numba compiles one version each
-        batch["cell"].astype(np.int32, copy=False),
-        batch["partner"].astype(np.int64, copy=False),
-        batch["size"],
-        batch["flags"].astype(np.uint8, copy=False),
-        dist.astype(np.float64, copy=False),
-        first_cell,
-        cells,
-    )
-    present = ints[:, 0] > 0
-    columns: dict[str, pl.Series] = {
-        "root": pl.Series("root", table.cell_roots[first_cell : first_cell + cells][present])
-    }
-    skip = set()
-    if not flags[0]:
-        skip |= {"_spine", "_shaft", "_soma"}
-    if not flags[1]:
-        skip |= {"_exc", "_inh"}
-    for j, name in enumerate(INT_AGGREGATES):
-        if name not in skip:
-            columns[name] = pl.Series(name, ints[present, j])
-    for j, name in enumerate(FLOAT_AGGREGATES):
-        if name.startswith("soma_dist") and not flags[2]:
-            continue
-        columns[name] = pl.Series(name, floats[present, j], nan_to_null=True)
-    return pl.DataFrame(columns).with_columns(pl.lit(out).alias("out"))
-
-
-@njit(cache=True, nogil=True)
-def _aggregate(
-    cell: np.ndarray,
-    partner: np.ndarray,
-    size: np.ndarray,
-    flags: np.ndarray,
-    dist: np.ndarray,
-    first_cell: int,
-    cells: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per local cell: integer aggregates (cells x 10, in INT_AGGREGATES' order) and float ones (cells x 3:
-    median size, mean and 90th percentile of distances; NaN where undefined)."""
-    m = cell.size
-    with_positions = dist.size == m and m > 0
-    counts = np.zeros(cells + 1, np.int64)
-    for i in range(m):
-        c = cell[i] - first_cell
-        if c < 0 or c >= cells:  # a batch of another bucket: refuse rather than write out of bounds
-            raise ValueError("a record's cell lies outside the bucket being aggregated")
-        counts[c + 1] += 1
-    starts = np.cumsum(counts)
-    fill = starts[:-1].copy()
-    # a counting sort: each column written once into its cell's run (sequential reads; gathering through
-    # a permutation instead costs a cache miss per column and record: 103 against ~40 ns per record)
-    grouped_partner = np.empty(m, np.int64)
-    grouped_size = np.empty(m, size.dtype)
-    grouped_flags = np.empty(m, np.uint8)
-    grouped_dist = np.empty(m if with_positions else 0, np.float64)
-    for i in range(m):
-        c = cell[i] - first_cell
-        j = fill[c]
-        fill[c] = j + 1
-        grouped_partner[j] = partner[i]
-        grouped_size[j] = size[i]
-        grouped_flags[j] = flags[i]
-        if with_positions:
-            grouped_dist[j] = dist[i]
-    ints = np.zeros((cells, 10), np.int64)
-    floats = np.full((cells, 3), np.nan)
-    largest = 0
-    for c in range(cells):
-        largest = max(largest, starts[c + 1] - starts[c])
-    sizes = np.empty(largest, np.int64)
-    dists = np.empty(largest, np.float64)
-    seen = np.zeros(_table_size(largest), np.int64)  # a hash set of partner roots (0: empty; no root is 0)
-    for c in range(cells):
-        a, b = starts[c], starts[c + 1]
-        if a == b:
-            continue
-        sized = n_dist = 0
-        total = 0
-        for j in range(a, b):
-            f = grouped_flags[j]
-            if not f & SIZE_MISSING:
-                sizes[sized] = grouped_size[j]
-                total += grouped_size[j]
-                sized += 1
-            tag = (f >> TAG_SHIFT) & 3
-            if tag:
-                ints[c, 4 + tag] += 1  # columns 5, 6, 7: spine, shaft, soma
-            klass = (f >> CLASS_SHIFT) & 3
-            if klass:
-                ints[c, 7 + klass] += 1  # columns 8, 9: excitatory, inhibitory
-            if with_positions and not np.isnan(grouped_dist[j]):
-                dists[n_dist] = grouped_dist[j]
-                n_dist += 1
-        ints[c, 0] = b - a
-        ints[c, 1] = sized
-        ints[c, 2] = total
-        ints[c, 3], ints[c, 4] = _distinct_partners(grouped_partner[a:b], grouped_flags[a:b], seen)
-        if sized:
-            floats[c, 0] = _median(sizes[:sized])
-        if n_dist:
-            d = dists[:n_dist]
-            d.sort()  # a fixed summation order: the mean's last bit must not depend on the plan
-            acc = 0.0
-            for v in d:
-                acc += v
-            floats[c, 1] = acc / n_dist
-            rank = 0.9 * (n_dist - 1)
-            lo = int(np.floor(rank))
-            hi = min(lo + 1, n_dist - 1)
-            floats[c, 2] = d[lo] + (d[hi] - d[lo]) * (rank - lo)
-    return ints, floats
-
-
-@njit(inline="always")
-def _table_size(n: int) -> int:
-    size = 16
-    while size < 2 * n:
-        size *= 2
-    return size
-
-
-@njit(cache=True, nogil=True)
-def _distinct_partners(partners: np.ndarray, flags: np.ndarray, seen: np.ndarray) -> tuple[int, int]:
-    """Distinct partners, and how many of them carry a nucleus (a property of the partner root), through
-    a hash set in `seen` (zeros, left zeroed): linear, where sorting each cell's partners cost ~25 ns per
-    record."""
-    size = _table_size(partners.size)
-    shift, mask = 64 - int(np.log2(size)), size - 1
-    distinct = with_nucleus = 0
-    for j in range(partners.size):
-        key = partners[j]
-        h = _slot(key, shift)
-        while seen[h] != 0 and seen[h] != key:
-            h = (h + 1) & mask
-        if seen[h] == 0:
-            seen[h] = key
-            distinct += 1
-            if flags[j] & HAS_NUCLEUS:
-                with_nucleus += 1
-    seen[:size] = 0
-    return distinct, with_nucleus
-
-
-@njit(cache=True, nogil=True)
-def _select(values: np.ndarray, k: int) -> int:
-    """The k-th smallest of values (reordered in place): quickselect, linear on average."""
-    lo, hi = 0, values.size - 1
-    while lo < hi:
-        pivot = values[(lo + hi) >> 1]
-        i, j = lo, hi
-        while i <= j:
-            while values[i] < pivot:
-                i += 1
-            while values[j] > pivot:
-                j -= 1
-            if i <= j:
-                values[i], values[j] = values[j], values[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            break
-    return values[k]
-
-
-@njit(cache=True, nogil=True)
-def _median(values: np.ndarray) -> float:
-    """The median as a float (mean of the middle two for an even count), like polars' and statistics'."""
-    n = values.size
-    upper = np.float64(_select(values, n // 2))
-    if n % 2:
-        return upper
-    return (np.float64(_select(values, n // 2 - 1)) + upper) / 2.0

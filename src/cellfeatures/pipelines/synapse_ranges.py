@@ -31,6 +31,7 @@ import pyarrow.ipc  # makes pa.ipc available
 
 from cellfeatures._util.runtime import keep_freed_heap
 from cellfeatures.errors import SchemaError
+from cellfeatures.pipelines import synapse_aggregates as sa
 from cellfeatures.pipelines import synapse_kernels as sk
 from cellfeatures.pipelines.synapse_records import RootSets, clean_synapses, refuse_unknown_tags
 from cellfeatures.sources.normalize import NO_TAG, canonical_synapse_tags, canonical_synapses
@@ -144,7 +145,7 @@ def read_batch(files: list[Any], k: int) -> dict[str, np.ndarray]:
 def aggregate_batch(batch: dict[str, np.ndarray], plan: RangePlan, table: sk.RootTable, k: int) -> pl.DataFrame | None:
     """Batch k (bucket k // 2, direction out if k is odd), aggregated per cell."""
     first, cells = plan.bucket_cells(k // 2)
-    return sk.aggregate(batch, table, first, cells, k % 2 == 1, plan.flags)
+    return sa.aggregate(batch, table, first, cells, k % 2 == 1, plan.flags)
 
 
 def run_local(

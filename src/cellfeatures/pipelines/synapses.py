@@ -313,11 +313,12 @@ def _one_frame(
     frame: pl.DataFrame, roots: RootSets, positions: np.ndarray | None, flags: tuple[bool, bool, bool]
 ) -> pl.DataFrame:
     """The whole table in memory as one bucket: the same kernels as the two-phase plan, so the same bits."""
+    from cellfeatures.pipelines import synapse_aggregates as sa
     from cellfeatures.pipelines import synapse_kernels as sk
 
     table = sk.root_table(roots)
     records = sk.scatter(frame, table, 31, 1, positions)  # one bucket of up to 2**31 cells
-    parts = [sk.aggregate(records.batch(out), table, 0, table.cells, out == 1, flags) for out in (0, 1)]
+    parts = [sa.aggregate(records.batch(out), table, 0, table.cells, out == 1, flags) for out in (0, 1)]
     kept = [p for p in parts if p is not None]
     return pl.concat(kept) if kept else pl.DataFrame()
 

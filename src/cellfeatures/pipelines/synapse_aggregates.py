@@ -1,0 +1,233 @@
+"""The synapse family's phase-2 kernel: a bucket's records -> one row of aggregates per cell.
+
+The records come from synapse_kernels.scatter (any plan, any number of ranges, any order). Grouping is a
+counting sort by cell; the exact median is a quickselect and the distinct partners a small hash set per
+cell, both linear; distances are sorted per cell so that their mean has one summation order whatever
+the plan (measured on a 100M-synapse bucket: 38 ns per record, of which 24 for the counting sort).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from numba import njit
+
+from cellfeatures.pipelines.synapse_kernels import (
+    CLASS_SHIFT,
+    HAS_NUCLEUS,
+    SIZE_MISSING,
+    TAG_SHIFT,
+    RootTable,
+    hash_slot,
+)
+
+# The per-(cell, direction) aggregates, named like the features without their prefix, or `_x` helpers
+# that synapses.direction_features turns into fractions.
+INT_AGGREGATES = (
+    "count",
+    "_sized",
+    "size_sum_vx",
+    "partners",
+    "_partners_nuc",
+    "_spine",
+    "_shaft",
+    "_soma",
+    "_exc",
+    "_inh",
+)
+FLOAT_AGGREGATES = ("size_median_vx", "soma_dist_mean_um", "soma_dist_p90_um")
+
+
+def aggregate(
+    batch: dict[str, np.ndarray],
+    table: RootTable,
+    first_cell: int,
+    cells: int,
+    out: bool,
+    flags: tuple[bool, bool, bool],
+) -> pl.DataFrame | None:
+    """One (bucket, direction)'s records -> one row per cell with records: root, the aggregates, `out`.
+
+    flags: (with tags, with partner labels, with positions): the columns of what is absent are left out,
+    as the features are. None when the batch is empty.
+    """
+    if not batch["cell"].size:
+        return None
+    dist = batch.get("dist", np.empty(0, np.float64))
+    ints, floats = _aggregate(  # sizes as they come (Int32 or Int64): numba compiles one version each
+        batch["cell"].astype(np.int32, copy=False),
+        batch["partner"].astype(np.int64, copy=False),
+        batch["size"],
+        batch["flags"].astype(np.uint8, copy=False),
+        dist.astype(np.float64, copy=False),
+        first_cell,
+        cells,
+    )
+    present = ints[:, 0] > 0
+    columns: dict[str, pl.Series] = {
+        "root": pl.Series("root", table.cell_roots[first_cell : first_cell + cells][present])
+    }
+    skip = set()
+    if not flags[0]:
+        skip |= {"_spine", "_shaft", "_soma"}
+    if not flags[1]:
+        skip |= {"_exc", "_inh"}
+    for j, name in enumerate(INT_AGGREGATES):
+        if name not in skip:
+            columns[name] = pl.Series(name, ints[present, j])
+    for j, name in enumerate(FLOAT_AGGREGATES):
+        if name.startswith("soma_dist") and not flags[2]:
+            continue
+        columns[name] = pl.Series(name, floats[present, j], nan_to_null=True)
+    return pl.DataFrame(columns).with_columns(pl.lit(out).alias("out"))
+
+
+@njit(cache=True, nogil=True)
+def _aggregate(
+    cell: np.ndarray,
+    partner: np.ndarray,
+    size: np.ndarray,
+    flags: np.ndarray,
+    dist: np.ndarray,
+    first_cell: int,
+    cells: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per local cell: integer aggregates (cells x 10, in INT_AGGREGATES' order) and float ones (cells x 3:
+    median size, mean and 90th percentile of distances; NaN where undefined)."""
+    m = cell.size
+    with_positions = dist.size == m and m > 0
+    counts = np.zeros(cells + 1, np.int64)
+    for i in range(m):
+        c = cell[i] - first_cell
+        if c < 0 or c >= cells:  # a batch of another bucket: refuse rather than write out of bounds
+            raise ValueError("a record's cell lies outside the bucket being aggregated")
+        counts[c + 1] += 1
+    starts = np.cumsum(counts)
+    fill = starts[:-1].copy()
+    # a counting sort: each column written once into its cell's run (sequential reads; gathering through
+    # a permutation instead costs a cache miss per column and record: 103 against ~40 ns per record)
+    grouped_partner = np.empty(m, np.int64)
+    grouped_size = np.empty(m, size.dtype)
+    grouped_flags = np.empty(m, np.uint8)
+    grouped_dist = np.empty(m if with_positions else 0, np.float64)
+    for i in range(m):
+        c = cell[i] - first_cell
+        j = fill[c]
+        fill[c] = j + 1
+        grouped_partner[j] = partner[i]
+        grouped_size[j] = size[i]
+        grouped_flags[j] = flags[i]
+        if with_positions:
+            grouped_dist[j] = dist[i]
+    ints = np.zeros((cells, 10), np.int64)
+    floats = np.full((cells, 3), np.nan)
+    largest = 0
+    for c in range(cells):
+        largest = max(largest, starts[c + 1] - starts[c])
+    sizes = np.empty(largest, np.int64)
+    dists = np.empty(largest, np.float64)
+    seen = np.zeros(_table_size(largest), np.int64)  # a hash set of partner roots (0: empty; no root is 0)
+    for c in range(cells):
+        a, b = starts[c], starts[c + 1]
+        if a == b:
+            continue
+        sized = n_dist = 0
+        total = 0
+        for j in range(a, b):
+            f = grouped_flags[j]
+            if not f & SIZE_MISSING:
+                sizes[sized] = grouped_size[j]
+                total += grouped_size[j]
+                sized += 1
+            tag = (f >> TAG_SHIFT) & 3
+            if tag:
+                ints[c, 4 + tag] += 1  # columns 5, 6, 7: spine, shaft, soma
+            klass = (f >> CLASS_SHIFT) & 3
+            if klass:
+                ints[c, 7 + klass] += 1  # columns 8, 9: excitatory, inhibitory
+            if with_positions and not np.isnan(grouped_dist[j]):
+                dists[n_dist] = grouped_dist[j]
+                n_dist += 1
+        ints[c, 0] = b - a
+        ints[c, 1] = sized
+        ints[c, 2] = total
+        ints[c, 3], ints[c, 4] = _distinct_partners(grouped_partner[a:b], grouped_flags[a:b], seen)
+        if sized:
+            floats[c, 0] = _median(sizes[:sized])
+        if n_dist:
+            d = dists[:n_dist]
+            d.sort()  # a fixed summation order: the mean's last bit must not depend on the plan
+            acc = 0.0
+            for v in d:
+                acc += v
+            floats[c, 1] = acc / n_dist
+            rank = 0.9 * (n_dist - 1)
+            lo = int(np.floor(rank))
+            hi = min(lo + 1, n_dist - 1)
+            floats[c, 2] = d[lo] + (d[hi] - d[lo]) * (rank - lo)
+    return ints, floats
+
+
+@njit(inline="always")
+def _table_size(n: int) -> int:
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    return size
+
+
+@njit(cache=True, nogil=True)
+def _distinct_partners(partners: np.ndarray, flags: np.ndarray, seen: np.ndarray) -> tuple[int, int]:
+    """Distinct partners, and how many of them carry a nucleus (a property of the partner root), through
+    a hash set in `seen` (zeros, left zeroed): linear, where sorting each cell's partners cost ~25 ns per
+    record."""
+    size = _table_size(partners.size)
+    shift, mask = 64 - int(np.log2(size)), size - 1
+    distinct = with_nucleus = 0
+    for j in range(partners.size):
+        key = partners[j]
+        h = hash_slot(key, shift)
+        while seen[h] != 0 and seen[h] != key:
+            h = (h + 1) & mask
+        if seen[h] == 0:
+            seen[h] = key
+            distinct += 1
+            if flags[j] & HAS_NUCLEUS:
+                with_nucleus += 1
+    seen[:size] = 0
+    return distinct, with_nucleus
+
+
+@njit(cache=True, nogil=True)
+def _select(values: np.ndarray, k: int) -> int:
+    """The k-th smallest of values (reordered in place): quickselect, linear on average."""
+    lo, hi = 0, values.size - 1
+    while lo < hi:
+        pivot = values[(lo + hi) >> 1]
+        i, j = lo, hi
+        while i <= j:
+            while values[i] < pivot:
+                i += 1
+            while values[j] > pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return values[k]
+
+
+@njit(cache=True, nogil=True)
+def _median(values: np.ndarray) -> float:
+    """The median as a float (mean of the middle two for an even count), like polars' and statistics'."""
+    n = values.size
+    upper = np.float64(_select(values, n // 2))
+    if n % 2:
+        return upper
+    return (np.float64(_select(values, n // 2 - 1)) + upper) / 2.0
