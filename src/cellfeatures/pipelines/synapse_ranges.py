@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -148,6 +150,18 @@ def aggregate_batch(batch: dict[str, np.ndarray], plan: RangePlan, table: sk.Roo
     return sa.aggregate(batch, table, first, cells, k % 2 == 1, plan.flags)
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Few new objects, a large heap: 1.5% of a profile of the plan was the collector rescanning it."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def run_local(
     syn: pl.LazyFrame,
     tags: pl.LazyFrame | None,
@@ -167,26 +181,7 @@ def run_local(
     keep_freed_heap()
     table = sk.root_table(plan.roots)
     files: list[Path] = []
-    collecting = gc.isenabled()
-    gc.disable()  # few new objects, a large heap: 1.5% of a profile was the collector rescanning it
-    try:
-        return _both_phases(syn, tags, plan, ranges, scratch, tick, table, files)
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _both_phases(
-    syn: pl.LazyFrame,
-    tags: pl.LazyFrame | None,
-    plan: RangePlan,
-    ranges: list[tuple[int, int]],
-    scratch: Path,
-    tick: Any,
-    table: sk.RootTable,
-    files: list[Path],
-) -> pl.DataFrame:
-    with ThreadPoolExecutor(max_workers=1) as io, ThreadPoolExecutor(max_workers=1) as ahead:
+    with _no_cyclic_gc(), ThreadPoolExecutor(max_workers=1) as io, ThreadPoolExecutor(max_workers=1) as ahead:
         pending: Future[None] | None = None
         next_frame = ahead.submit(range_frame, syn, tags, plan, *ranges[0])
         for i in range(len(ranges)):
@@ -209,7 +204,7 @@ def _both_phases(
         return aggregate_batch(read_batch(files, k), plan, table, k)
 
     parts = []
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with _no_cyclic_gc(), ThreadPoolExecutor(max_workers=2) as pool:
         for k, part in enumerate(pool.map(bucket_part, range(2 * plan.buckets))):
             if part is not None:
                 parts.append(part)
