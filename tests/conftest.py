@@ -32,6 +32,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
         return
     import fcntl
 
+    from cellfeatures.pipelines import synapse_aggregates
     from cellfeatures.sources.sample import SampleSource
 
     shared = tmp_path_factory.getbasetemp().parent / "shared-cache"
@@ -40,6 +41,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     with open(shared.parent / "shared-cache.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         SampleSource()  # generates once; the next workers find it published
+        synapse_aggregates.warm_up()  # compiles once (~10 s on an empty numba cache); the others load it
 
 
 @pytest.fixture

@@ -231,3 +231,24 @@ def _median(values: np.ndarray) -> float:
     if n % 2:
         return upper
     return (np.float64(_select(values, n // 2 - 1)) + upper) / 2.0
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel with the types real tables give them.
+
+    A process that first meets an empty cache compiles for about 10 s; whoever runs many processes at
+    once (a test session, a cluster) calls this once first, and the others load the result."""
+    from cellfeatures.pipelines import synapse_kernels as sk
+    from cellfeatures.pipelines.synapse_records import RootSets
+
+    roots = RootSets(pl.Series([5, 6, 7]), pl.Series([5, 6, 7]), pl.Series([5]), pl.Series([6]))
+    table = sk.root_table(roots)
+    frame = pl.DataFrame(
+        {"synapse_id": [1, 2], "pre_root_id": [5, 6], "post_root_id": [6, 7], "size_vx": [1, None]},
+        schema_overrides={"size_vx": pl.Int64},
+    ).with_columns(pl.lit(1.0).alias(f"ctr_{a}_nm") for a in "xyz")
+    dense = sk.dense_tags(np.array([1, 2]), np.array([1, 2], np.uint8), 0, 3)
+    for positions in (None, np.zeros((3, 3))):
+        records = sk.scatter(frame, table, 31, 1, positions, dense, 0)
+        for out in (0, 1):
+            aggregate(records.batch(out), table, 0, 3, out == 1, (True, True, positions is not None))
