@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 
 from cellfeatures.pipelines import synapse_kernels as sk
 from tests.pipelines.kernel_inputs import CELLS, POSITIONS, ROOTS, synapses
@@ -31,3 +32,11 @@ def test_every_record_lands_in_its_cells_bucket_and_direction() -> None:
     for k in range(20):
         cells = records.batch(k)["cell"]
         assert np.all(cells // 32 == k // 2), f"batch {k} holds only bucket {k // 2}'s cells"
+
+
+def test_more_cells_than_the_packed_lookup_holds_is_refused_not_wrapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sk, "MAX_CELLS", CELLS.size)
+    from cellfeatures.errors import IdentityError
+
+    with pytest.raises(IdentityError, match="attributable cells"):
+        sk.root_table(ROOTS)

@@ -25,10 +25,12 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from cellfeatures.errors import IdentityError
 from cellfeatures.pipelines.synapse_records import CLASS_CODES, RootSets
 from cellfeatures.vocab import EXC, INH
 
 HAS_NUCLEUS, CLASS_SHIFT, TAG_SHIFT, SIZE_MISSING = 1, 1, 3, 32
+MAX_CELLS = 2**23 - 1  # MICrONS minnie65 has ~145,000 nuclei
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
 
 
@@ -90,6 +92,8 @@ def root_table(roots: RootSets) -> RootTable:
         return series.cast(pl.Int64).to_numpy()
 
     cells = values(roots.cells)
+    if cells.size >= MAX_CELLS:  # (cell + 1) << 8 | flags is kept in 32 bits per synapse side
+        raise IdentityError(f"{cells.size:,} attributable cells: the synapse kernels handle fewer than {MAX_CELLS:,}")
     nodes = np.unique(np.concatenate([cells, values(roots.nucleus), values(roots.exc), values(roots.inh)]))
     nodes = nodes[nodes != 0]
     node_cell = np.full(nodes.size, -1, np.int32)
