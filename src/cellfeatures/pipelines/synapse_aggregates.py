@@ -20,6 +20,7 @@ from cellfeatures.pipelines.synapse_kernels import (
     RootTable,
     hash_slot,
 )
+from cellfeatures.pipelines.synapse_records import TAGS
 
 # The per-(cell, direction) aggregates, named like the features without their prefix, or `_x` helpers
 # that synapses.direction_features turns into fractions.
@@ -36,6 +37,8 @@ INT_AGGREGATES = (
     "_inh",
 )
 FLOAT_AGGREGATES = ("size_median_vx", "soma_dist_mean_um", "soma_dist_p90_um")
+# the aggregates that exist only with tags, with partner labels, with positions (the order of `flags`)
+OPTIONAL = (tuple(f"_{t}" for t in TAGS), ("_exc", "_inh"), ("soma_dist_mean_um", "soma_dist_p90_um"))
 
 
 def aggregate(
@@ -67,18 +70,13 @@ def aggregate(
     columns: dict[str, pl.Series] = {
         "root": pl.Series("root", table.cell_roots[first_cell : first_cell + cells][present])
     }
-    skip = set()
-    if not flags[0]:
-        skip |= {"_spine", "_shaft", "_soma"}
-    if not flags[1]:
-        skip |= {"_exc", "_inh"}
+    absent = {name for group, made in zip(OPTIONAL, flags, strict=True) if not made for name in group}
     for j, name in enumerate(INT_AGGREGATES):
-        if name not in skip:
+        if name not in absent:
             columns[name] = pl.Series(name, ints[present, j])
     for j, name in enumerate(FLOAT_AGGREGATES):
-        if name.startswith("soma_dist") and not flags[2]:
-            continue
-        columns[name] = pl.Series(name, floats[present, j], nan_to_null=True)
+        if name not in absent:
+            columns[name] = pl.Series(name, floats[present, j], nan_to_null=True)
     return pl.DataFrame(columns).with_columns(pl.lit(out).alias("out"))
 
 

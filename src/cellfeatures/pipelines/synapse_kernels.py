@@ -244,8 +244,9 @@ def scatter(
     n = frame.height
     size = frame.get_column("size_vx")
     # the validity mask only when some size is missing (real tables have none: one pass less)
-    size_ok = size.is_not_null().to_numpy() if size.null_count() else np.zeros(0, np.bool_)
-    sizes = size.fill_null(0).cast(pl.Int64) if size.null_count() else size.cast(pl.Int64)
+    missing = size.null_count()
+    size_ok = size.is_not_null().to_numpy() if missing else np.zeros(0, np.bool_)
+    sizes = (size.fill_null(0) if missing else size).cast(pl.Int64)
     if sizes.len() and sizes.min() >= -(2**31) and sizes.max() < 2**31:  # type: ignore[operator]
         sizes = sizes.cast(pl.Int32)  # real cleft sizes fit
     sizes_np = sizes.to_numpy()

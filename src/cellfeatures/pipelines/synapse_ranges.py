@@ -4,7 +4,7 @@ Phase 1, one unit per synapse-id range: read the range's synapses and target tag
 drop synapses touching no attributable cell, turn them into records grouped by cell bucket and direction
 (synapse_kernels.scatter: no sort) and write one Arrow IPC file whose record batch `2 * bucket + out`
 holds that bucket's records (a bucket is a block of consecutive cells). Phase 2, one unit per bucket: its
-batches from every range file, aggregated per cell (synapse_kernels.aggregate). The local engine runs the
+batches from every range file, aggregated per cell (synapse_aggregates.aggregate). The local engine runs the
 units in this process, overlapping reads, the kernels (which release the GIL) and writes on threads; the
 Dask engine runs each unit as a task (cellfeatures.pipelines.execution). Both call the same functions on
 the same ranges and buckets, and every aggregate is independent of the records' order, so their
