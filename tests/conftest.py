@@ -165,6 +165,23 @@ def _make_sample_project(root: Path) -> Path:
     return root
 
 
+def copy_sample_features(sample_project: Path, store_root: Path) -> Path:
+    """The sample's built feature version, copied from the session's sample project into `store_root`.
+
+    For tests whose subject is not the feature build: a build of the sample takes 1.3-5 s on a busy
+    machine, a copy 0.05 s, and `build` of the same config then finds the version (a no-op). The build
+    itself is tested from an empty store by tests/test_store.py, the `build` and `run` CLI tests."""
+    shutil.copytree(sample_project / "features", store_root, dirs_exist_ok=True)
+    return store_root
+
+
+@pytest.fixture
+def sample_features_in_tmp(in_tmp: Path, sample_project: Path) -> Path:
+    """An empty working directory (as `in_tmp`) whose ./features already holds the sample's version."""
+    copy_sample_features(sample_project, in_tmp / "features")
+    return in_tmp
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto` (pyproject's addopts): one worker per core this process may use (`os.sched_getaffinity`,
     not the machine's count: a CI job pinned to 2 of 64 cores gets 2), at most 8."""

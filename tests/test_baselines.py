@@ -20,6 +20,7 @@ from cellfeatures.datasets.spec import DatasetSpec
 from cellfeatures.datasets.splits import SplitSpec
 from cellfeatures.errors import ModelIntegrityError
 from cellfeatures.store.store import FeatureStore
+from tests.conftest import copy_sample_features
 
 
 def test_evaluator_matches_hand_computed_metrics() -> None:
@@ -76,10 +77,10 @@ def test_evaluator_refuses_a_true_label_outside_its_classes() -> None:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory):
+def dataset(tmp_path_factory: pytest.TempPathFactory, sample_project: Path):
     root = tmp_path_factory.mktemp("bl")
-    store = FeatureStore(root / "features")
-    store.build(default_config())
+    store = FeatureStore(copy_sample_features(sample_project, root / "features"))
+    assert not store.build(default_config()).created, "the copied version is the sample's"
     spec = DatasetSpec(
         "types",
         origins=("real", "derived"),

@@ -90,7 +90,8 @@ def test_dataset_export_and_labels_commands(in_tmp: Path) -> None:
     assert "at type level: 80.9% of 1,123" in agree.output
 
 
-def test_baseline_command_writes_a_leaderboard_and_report(in_tmp: Path) -> None:
+def test_baseline_command_writes_a_leaderboard_and_report(sample_features_in_tmp: Path) -> None:
+    in_tmp = sample_features_in_tmp
     assert runner.invoke(app, ["dataset", "column_classes"]).exit_code == 0
     out = runner.invoke(app, ["baseline", "column_classes", "--seeds", "0", "--models", "majority,logistic_regression"])
     assert out.exit_code == 0, out.output
@@ -121,11 +122,12 @@ def test_version_and_every_help_has_an_example() -> None:
     assert "[store] root" in runner.invoke(app, ["build", "--help"]).output, "no markup may eat [store]"
 
 
-def test_json_output_is_plain_json_on_stdout(in_tmp: Path) -> None:
+def test_json_output_is_plain_json_on_stdout(sample_features_in_tmp: Path) -> None:
     """--json on list, show, diff, features, sample, labels and baseline: parseable, progress on stderr."""
     import json
 
-    assert runner.invoke(app, ["build"]).exit_code == 0
+    in_tmp = sample_features_in_tmp
+    assert "already built" in runner.invoke(app, ["build"]).output
     listed = json.loads(runner.invoke(app, ["list", "--json"]).stdout)
     version = listed["versions"][-1]["version"]
     assert listed["versions"][-1]["latest"] is True and listed["store"] == str(in_tmp / "features")
@@ -146,11 +148,11 @@ def test_json_output_is_plain_json_on_stdout(in_tmp: Path) -> None:
     assert Path(board["html"]).exists() and {r["entry"] for r in board["leaderboard"]} >= {"majority"}
 
 
-def test_dataset_uses_the_configs_own_version_not_the_last_built(in_tmp: Path) -> None:
+def test_dataset_uses_the_configs_own_version_not_the_last_built(sample_features_in_tmp: Path) -> None:
     """`latest` is the last build; an experiment built after the config's version must not be picked up."""
     from cellfeatures.store.store import FeatureStore
 
-    assert runner.invoke(app, ["build"]).exit_code == 0
+    in_tmp = sample_features_in_tmp
     assert runner.invoke(app, ["build", "--set", 'features.nucleus.depth_method="y_offset"']).exit_code == 0
     own, experiment = (r["version"] for r in FeatureStore(in_tmp / "features").list())
     made = runner.invoke(app, ["dataset", "column_classes"])

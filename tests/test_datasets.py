@@ -15,12 +15,13 @@ from cellfeatures.datasets.spec import DatasetSpec
 from cellfeatures.datasets.splits import SplitSpec
 from cellfeatures.errors import LeakageError
 from cellfeatures.store.store import FeatureStore
+from tests.conftest import copy_sample_features
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
-    fs = FeatureStore(tmp_path_factory.mktemp("store"))
-    fs.build(default_config())
+def store(tmp_path_factory: pytest.TempPathFactory, sample_project: Path) -> FeatureStore:
+    fs = FeatureStore(copy_sample_features(sample_project, tmp_path_factory.mktemp("store")))
+    assert not fs.build(default_config()).created, "the copied version is the sample's"
     return fs
 
 

@@ -22,15 +22,16 @@ from cellfeatures.schemas import validate
 from cellfeatures.sources.sample import sample_data_dir
 from cellfeatures.store.store import FeatureStore
 from cellfeatures.workflows import baseline_report, score_predictions
+from tests.conftest import copy_sample_features
 
 EARLY = "soma_nuc_model_83_1_v117"
 
 
 @pytest.fixture(scope="module")
-def reported(tmp_path_factory: pytest.TempPathFactory):
+def reported(tmp_path_factory: pytest.TempPathFactory, sample_project: Path):
     root = tmp_path_factory.mktemp("score")
-    store = FeatureStore(root / "features")
-    store.build(default_config())
+    store = FeatureStore(copy_sample_features(sample_project, root / "features"))
+    assert not store.build(default_config()).created, "the copied version is the sample's"
     spec = DatasetSpec(
         "types",
         exclude=("pos_*", "qc_*"),

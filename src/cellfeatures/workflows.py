@@ -189,11 +189,13 @@ def run_main_job(
     t0 = time.perf_counter()
     stages = Stages()
     tell = events or (lambda _kind, _what: None)
+    run_cfg = config.raw.get("run", {})
+    for name in run_cfg.get("datasets", []):
+        spec_from_config(config, name, {})  # a wrong [dataset] block is refused before the feature build
     with stages("features"):
         version = store.build(config, progress=say, strict=strict, tick=tick)
     result = MainJobResult(version, stages=stages)
     tell("built", version)
-    run_cfg = config.raw.get("run", {})
     if run_cfg.get("agreement"):
         a, b = run_cfg["agreement"]
         with stages("labels"):

@@ -68,7 +68,7 @@ def test_an_address_that_answers_http_is_named_not_a_memory_error(snapshot: Path
     started = time.perf_counter()
     try:
         with pytest.raises(ExecutionError, match=f"at {address}") as err:
-            _build(tmp_path, snapshot, f'[execution]\nengine = "dask"\naddress = "{address}"\nconnect_timeout_s = 3\n')
+            _build(tmp_path, snapshot, f'[execution]\nengine = "dask"\naddress = "{address}"\nconnect_timeout_s = 1\n')
     finally:
         server.shutdown()
     assert time.perf_counter() - started < 30
@@ -85,7 +85,7 @@ def test_a_port_that_accepts_and_never_answers_fails_within_the_timeout(snapshot
     started = time.perf_counter()
     try:
         with pytest.raises(ExecutionError, match=f"at {address}"):
-            _build(tmp_path, snapshot, f'[execution]\nengine = "dask"\naddress = "{address}"\nconnect_timeout_s = 3\n')
+            _build(tmp_path, snapshot, f'[execution]\nengine = "dask"\naddress = "{address}"\nconnect_timeout_s = 1\n')
     finally:
         listener.close()
     assert time.perf_counter() - started < 20, "bounded by connect_timeout_s, not 10 minutes"
