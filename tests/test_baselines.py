@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from cellfeatures.benchmark.evaluate import Evaluator
+from cellfeatures.benchmark.fits import FIT_SUFFIX
 from cellfeatures.benchmark.models import load_model, make_model
 from cellfeatures.benchmark.run import run_baselines, save_model
 from cellfeatures.config.model import default_config
@@ -246,7 +247,7 @@ def test_an_interrupted_baseline_stage_resumes_from_its_finished_fits(dataset, t
 
     with pytest.raises(KeyboardInterrupt):
         run_fits(tasks, progress=stop_after_two, n_jobs=1, cache_dir=cache)
-    assert len(list(cache.glob("*.joblib"))) == 2
+    assert len(list(cache.glob(f"*{FIT_SUFFIX}"))) == 2
     seen: list[tuple[int, str]] = []
     resumed = run_fits(tasks, progress=lambda d, _t, what: seen.append((d, what)), n_jobs=1, cache_dir=cache)
     assert seen[0] == (2, "2 fits found in the cache (resumed)")
@@ -257,7 +258,7 @@ def test_an_interrupted_baseline_stage_resumes_from_its_finished_fits(dataset, t
         np.testing.assert_allclose(resumed[key][1], proba)
     changed = trained_tasks({0: ds}, "logistic_regression", "random_forest")  # same key, another model
     assert all(run_fits([t], n_jobs=1, cache_dir=cache) for t in changed[:1])
-    assert len(list(cache.glob("*.joblib"))) == len(tasks) + 1, "another model is another fingerprint"
+    assert len(list(cache.glob(f"*{FIT_SUFFIX}"))) == len(tasks) + 1, "another model is another fingerprint"
 
 
 def test_a_paired_difference_that_straddles_zero_prints_not_distinguishable(dataset) -> None:

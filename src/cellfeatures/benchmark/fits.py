@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import multiprocessing
+import pickle
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from typing import Any
 import numpy as np
 
 from cellfeatures.benchmark.models import MODELS_VERSION, _proba_for, make_model
+
+# The fit cache is written with the C pickler: a boosted model is ~1,500 small tree objects, and
+# joblib.dump's pure-Python pickler took 0.17 s to save one (0.017 s here) and 0.09 s to load it (0.018).
+FIT_SUFFIX = ".pickle"
 
 Progress = Callable[[int, int, str], None]  # (fits done, fits total, what just finished)
 
@@ -127,13 +132,12 @@ def run_fits(
 def _load_fit(cache_dir: Path | None, fingerprint: str | None) -> Any:
     if cache_dir is None or fingerprint is None:
         return None
-    path = cache_dir / f"{fingerprint}.joblib"
+    path = cache_dir / f"{fingerprint}{FIT_SUFFIX}"
     if not path.exists():
         return None
-    import joblib
-
     try:
-        return joblib.load(path)
+        with path.open("rb") as f:
+            return pickle.load(f)
     except Exception:  # a damaged cache entry is refitted, never trusted
         return None
 
@@ -141,8 +145,10 @@ def _load_fit(cache_dir: Path | None, fingerprint: str | None) -> Any:
 def _save_fit(cache_dir: Path | None, fingerprint: str | None, result: Any) -> None:
     if cache_dir is None or fingerprint is None:
         return
-    import joblib
-
     from cellfeatures._util.atomic import write_file_atomically
 
-    write_file_atomically(cache_dir / f"{fingerprint}.joblib", lambda tmp: joblib.dump(result, tmp))
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:
+            pickle.dump(result, f, protocol=5)
+
+    write_file_atomically(cache_dir / f"{fingerprint}{FIT_SUFFIX}", write)
