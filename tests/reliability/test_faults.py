@@ -80,7 +80,7 @@ def complete(path: Path, served: Path, table: str = "types") -> None:
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
 def test_a_failing_server_is_retried_to_completion(served: Path, tmp_path: Path, status: int) -> None:
     retry_after = 1 if status == 429 else None  # whole seconds: urllib3 refuses fractions
-    limit = 1500 if status == 429 else 400  # fewer queries where each failure waits a second
+    limit = 2500 if status == 429 else 400  # fewer queries where each failure waits a second
     config = ServerConfig(snapshot=served, row_limit=limit, fail_every=3, fail_status=status, retry_after_s=retry_after)
     with CaveTestServer(config) as server:
         path, _reports, _fetcher = fetch_tables(cfg(server, row_limit=limit), ["types"], out=tmp_path / "snap")
