@@ -219,9 +219,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 # ------------------------------------------------------------------ longest files first
-# Under `--dist loadfile` a file is one unit of work; a long file handed out last leaves the other worker
-# idle at the end. Measured per-file totals (benchmarks/README.md, "The test suite"), longest first; every
-# other file keeps its place after them.
+# pytest-xdist's worksteal hands each worker half of this order and lets an idle one take tests from the
+# other's tail: the long files go first, so no long test is left for the end. Measured per-file totals
+# (benchmarks/README.md, "The test suite"), longest first; every other file keeps its place after them.
 LONGEST_FIRST = (
     "test_cli.py",
     "reliability/test_faults.py",

@@ -287,3 +287,14 @@ def test_a_paired_difference_that_straddles_zero_prints_not_distinguishable(data
     straddling = {"vs_best": "logistic_regression", "kind": "trained", "balanced_accuracy_diff": -0.021}
     straddling |= {"balanced_accuracy_diff_low": -0.049, "balanced_accuracy_diff_high": 0.011}
     assert display.difference(straddling, "balanced_accuracy") == "−0.021 [−0.049, +0.011] not distinguishable"
+
+
+def test_fit_cache_entries_of_the_older_joblib_format_are_removed(dataset, tmp_path: Path) -> None:
+    from cellfeatures.benchmark.run import run_fits, trained_tasks
+
+    _store, ds, _root = dataset
+    cache = tmp_path / "fits"
+    cache.mkdir()
+    (cache / "0123456789abcdef01234567.joblib").write_bytes(b"written by an older version")
+    run_fits(trained_tasks({0: ds}, "majority", "majority")[:1], n_jobs=1, cache_dir=cache)
+    assert [p.suffix for p in cache.iterdir()] == [FIT_SUFFIX]

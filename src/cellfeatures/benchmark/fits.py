@@ -101,6 +101,9 @@ def run_fits(
 
     results: dict[Any, Any] = {}
     todo = []
+    if cache_dir is not None and cache_dir.is_dir():
+        for stale in cache_dir.glob("*.joblib"):  # the cache's format before FIT_SUFFIX: never read again
+            stale.unlink(missing_ok=True)
     prints = {task.key: fit_fingerprint(task) for task in tasks} if cache_dir is not None else {}
     for task in tasks:
         cached = _load_fit(cache_dir, prints.get(task.key))
