@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pytest
@@ -15,6 +16,9 @@ from cellfeatures.identity import identity_map
 from cellfeatures.pipelines.base import BuildContext
 from cellfeatures.pipelines.nucleus import load_identity_nucleus
 from cellfeatures.sources.snapshot import SnapshotSource
+
+if TYPE_CHECKING:
+    from cellfeatures.store.store import FeatureStore
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
@@ -165,14 +169,20 @@ def _make_sample_project(root: Path) -> Path:
     return root
 
 
-def copy_sample_features(sample_project: Path, store_root: Path) -> Path:
-    """The sample's built feature version, copied from the session's sample project into `store_root`.
+def copy_sample_features(sample_project: Path, store_root: Path) -> FeatureStore:
+    """A store at `store_root` holding the sample's built feature version, copied from the session's sample
+    project; building the sample's config there is checked to be a no-op.
 
     For tests whose subject is not the feature build: a build of the sample takes 1.3-5 s on a busy
-    machine, a copy 0.05 s, and `build` of the same config then finds the version (a no-op). The build
-    itself is tested from an empty store by tests/test_store.py, the `build` and `run` CLI tests."""
+    machine, a copy 0.05 s. The build itself is tested from an empty store by tests/test_store.py, the
+    `build` and `run` CLI tests."""
+    from cellfeatures.config.model import default_config
+    from cellfeatures.store.store import FeatureStore
+
     shutil.copytree(sample_project / "features", store_root, dirs_exist_ok=True)
-    return store_root
+    store = FeatureStore(store_root)
+    assert not store.build(default_config()).created, "the copied version is the sample's"
+    return store
 
 
 @pytest.fixture

@@ -14,13 +14,11 @@ from cellfeatures.benchmark.evaluate import Evaluator
 from cellfeatures.benchmark.fits import FIT_SUFFIX
 from cellfeatures.benchmark.models import load_model, make_model
 from cellfeatures.benchmark.run import run_baselines, save_model
-from cellfeatures.config.model import default_config
 from cellfeatures.datasets.build import build_dataset
 from cellfeatures.datasets.layout import fit_cache_dir
 from cellfeatures.datasets.spec import DatasetSpec
 from cellfeatures.datasets.splits import SplitSpec
 from cellfeatures.errors import ModelIntegrityError
-from cellfeatures.store.store import FeatureStore
 from tests.conftest import copy_sample_features
 
 
@@ -80,8 +78,7 @@ def test_evaluator_refuses_a_true_label_outside_its_classes() -> None:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory, sample_project: Path):
     root = tmp_path_factory.mktemp("bl")
-    store = FeatureStore(copy_sample_features(sample_project, root / "features"))
-    assert not store.build(default_config()).created, "the copied version is the sample's"
+    store = copy_sample_features(sample_project, root / "features")
     spec = DatasetSpec(
         "types",
         origins=("real", "derived"),

@@ -11,7 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +190,8 @@ def run_main_job(
     stages = Stages()
     tell = events or (lambda _kind, _what: None)
     run_cfg = config.raw.get("run", {})
-    for name in run_cfg.get("datasets", []):
-        spec_from_config(config, name, {})  # a wrong [dataset] block is refused before the feature build
+    # read before the feature build: a wrong [dataset] block is refused before that work, not after it
+    specs = [spec_from_config(config, name, {}) for name in run_cfg.get("datasets", [])]
     with stages("features"):
         version = store.build(config, progress=say, strict=strict, tick=tick)
     result = MainJobResult(version, stages=stages)
@@ -202,10 +202,10 @@ def run_main_job(
             _la, _lb, raw, typed = compare_labels(config, a, b, "type")
         result.labels = (a, b, raw, typed)
         tell("labels", result.labels)
-    for name in run_cfg.get("datasets", []):  # on the version just built, not on whatever was built last
+    for spec in specs:  # on the version just built, not on whatever was built last
         with stages("datasets"):
-            spec = spec_from_config(config, name, {"feature_version": version.id})
-            ds = build_dataset(store, spec, config.datasets_root, label_blocks=config.raw.get("labels"))
+            on_version = replace(spec, feature_version=version.id)
+            ds = build_dataset(store, on_version, config.datasets_root, label_blocks=config.raw.get("labels"))
         result.datasets.append(ds)
         tell("dataset", ds)
     if result.datasets:

@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from cellfeatures.benchmark.fits import FIT_SUFFIX
 from cellfeatures.cli import app
 from cellfeatures.config.model import from_dict, load_config
 from cellfeatures.datasets.dataset import Dataset, find_dataset
@@ -445,10 +446,10 @@ def test_ctrl_c_during_the_fits_is_one_calm_line_and_the_rerun_resumes(project_c
     command += ["--models", "majority,logistic_regression,random_forest"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     cache = _dataset(project_copy).path / "baselines" / ".fits"
-    before = len(list(cache.glob("*.pickle"))) if cache.exists() else 0
+    before = len(list(cache.glob(f"*{FIT_SUFFIX}"))) if cache.exists() else 0
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if cache.exists() and len(list(cache.glob("*.pickle"))) > before + 2:
+        if cache.exists() and len(list(cache.glob(f"*{FIT_SUFFIX}"))) > before + 2:
             break
         time.sleep(0.1)
     assert proc.poll() is None, "the stage ended before it could be interrupted"
@@ -457,7 +458,7 @@ def test_ctrl_c_during_the_fits_is_one_calm_line_and_the_rerun_resumes(project_c
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "BrokenProcessPool" not in err, err[-3000:]
     assert "interrupted" in err or "worker process died" in err
-    kept = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.pickle")}
+    kept = {p.name: p.stat().st_mtime_ns for p in cache.glob(f"*{FIT_SUFFIX}")}
     assert len(kept) > before, "the fits finished before Ctrl-C were kept"
     resumed = runner.invoke(app, command[3:])  # in this process: the resume is what is tested, not a start-up
     assert resumed.exit_code == 0, resumed.output[-3000:]

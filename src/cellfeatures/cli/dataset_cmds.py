@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -76,9 +77,9 @@ def dataset(
         fs = store_of(cfg, store)
         given: dict[str, Any] = dict(label=label, level=level, strategy=split, folds=folds, seed=seed)
         given |= dict(block_um=block_um, buffer_um=buffer_um, origins=listed(origins), exclude=listed(exclude))
-        spec_from_config(cfg, name, given)  # a wrong [dataset] block is refused before a feature build, not after
+        spec = spec_from_config(cfg, name, given)  # a wrong [dataset] block is refused before a feature build
         version = version or build_version(fs, cfg).id  # the config's own version, not whatever was built last
-        spec = spec_from_config(cfg, name, {**given, "feature_version": version})
+        spec = replace(spec, feature_version=version)
         _print_dataset(build_dataset(fs, spec, cfg.datasets_root, label_blocks=cfg.raw.get("labels")))
 
 
