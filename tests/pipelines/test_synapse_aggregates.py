@@ -1,8 +1,13 @@
-"""The phase-2 kernel: aggregates ignore the records' order; medians of even counts average the middle two.
+"""The phase-2 kernel: aggregates ignore the records' order; medians of even counts average the middle two; the
+warm-up compiles what builds use.
 
 (That they equal a brute-force recomputation, through every plan, is tests/pipelines/test_synapses.py.)"""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,3 +40,46 @@ def test_an_even_count_of_sizes_has_the_mean_of_the_middle_two_as_median() -> No
     row = sa.aggregate(batch, table, 0, 1, True, (False, False, False)).row(0, named=True)  # type: ignore[union-attr]
     assert row["count"] == 5 and row["_sized"] == 4 and row["size_sum_vx"] == 112
     assert row["size_median_vx"] == pytest.approx((4 + 7) / 2) and row["partners"] == 3
+
+
+WARM_UP_THEN_BUILD = """
+from cellfeatures.pipelines import synapse_aggregates as sa, synapse_kernels as sk
+from tests.pipelines.kernel_inputs import POSITIONS, ROOTS, synapses
+sa.warm_up(("aggregates",))
+aggregates = set(sa._aggregate.signatures)
+sa.warm_up(("records",))
+scatters = set(sk._scatter.signatures)
+import numpy as np
+import polars as pl
+table = sk.root_table(ROOTS)
+coded = synapses(2_000)  # tag codes in a column: the one-frame plan
+chunked = pl.concat([coded.head(900), coded.tail(1_100)], rechunk=False)  # polars copies: writable arrays
+untagged = coded.drop("tag_code")
+by_id = coded.with_columns(pl.int_range(2_000).alias("synapse_id")).drop("tag_code")  # dense tags: big tables
+dense = sk.dense_tags(np.arange(2_000), coded["tag_code"].to_numpy(), 0, 2_000)
+for frame, tags in ((coded, None), (chunked, None), (untagged, None), (by_id, dense)):
+    for positions in (None, POSITIONS):
+        records = sk.scatter(frame, table, 31, 1, positions, tags, 0)
+        for out in (0, 1):
+            batch = records.batch(out)
+            sa.aggregate(batch, table, 0, table.cells, out == 1, (True, True, positions is not None))
+assert set(sa._aggregate.signatures) == aggregates, (aggregates, sa._aggregate.signatures)
+assert set(sk._scatter.signatures) == scatters, (scatters, sk._scatter.signatures)
+print("no new signature")
+"""
+
+
+def test_each_warm_up_part_compiles_the_signatures_real_synapses_use() -> None:
+    """Each part alone (two processes may compile one each at once) leaves nothing for a build to compile.
+
+    In a fresh interpreter: here, earlier tests may already have compiled the signatures."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", WARM_UP_THEN_BUILD], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and "no new signature" in done.stdout, done.stdout + done.stderr
+
+
+def test_an_unknown_warm_up_part_is_named() -> None:
+    with pytest.raises(ValueError, match=r"warm_up parts are \('records', 'aggregates'\), got \['scatter'\]"):
+        sa.warm_up(("scatter",))

@@ -18,6 +18,7 @@ from cellfeatures.pipelines.synapse_kernels import (
     SIZE_MISSING,
     TAG_SHIFT,
     RootTable,
+    frozen,
     hash_slot,
 )
 from cellfeatures.pipelines.synapse_records import TAGS
@@ -58,11 +59,11 @@ def aggregate(
         return None
     dist = batch.get("dist", np.empty(0, np.float64))
     ints, floats = _aggregate(  # sizes as they come (Int32 or Int64): numba compiles one version each
-        batch["cell"].astype(np.int32, copy=False),
-        batch["partner"].astype(np.int64, copy=False),
-        batch["size"],
-        batch["flags"].astype(np.uint8, copy=False),
-        dist.astype(np.float64, copy=False),
+        frozen(batch["cell"].astype(np.int32, copy=False)),
+        frozen(batch["partner"].astype(np.int64, copy=False)),
+        frozen(batch["size"]),
+        frozen(batch["flags"].astype(np.uint8, copy=False)),
+        frozen(dist.astype(np.float64, copy=False)),
         first_cell,
         cells,
     )
@@ -231,22 +232,43 @@ def _median(values: np.ndarray) -> float:
     return (np.float64(_select(values, n // 2 - 1)) + upper) / 2.0
 
 
-def warm_up() -> None:
+WARM_UP_PARTS = ("records", "aggregates")
+
+
+def warm_up(parts: tuple[str, ...] = WARM_UP_PARTS) -> None:
     """Compile (or load from numba's cache) every kernel with the types real tables give them.
 
-    A process that first meets an empty cache compiles for about 10 s; whoever runs many processes at
-    once (a test session, a cluster) calls this once first, and the others load the result."""
+    A process that first meets an empty cache compiles for about 10 s (records ~6 s, aggregates ~4 s);
+    whoever runs many processes at once (a test session, a cluster) calls this once first, and the others
+    load the result. The two parts compile independently (numba caches each function in its own files), so
+    two processes can compile one part each at the same time."""
     from cellfeatures.pipelines import synapse_kernels as sk
     from cellfeatures.pipelines.synapse_records import RootSets
 
-    roots = RootSets(pl.Series([5, 6, 7]), pl.Series([5, 6, 7]), pl.Series([5]), pl.Series([6]))
-    table = sk.root_table(roots)
-    frame = pl.DataFrame(
-        {"synapse_id": [1, 2], "pre_root_id": [5, 6], "post_root_id": [6, 7], "size_vx": [1, None]},
-        schema_overrides={"size_vx": pl.Int64},
-    ).with_columns(pl.lit(1.0).alias(f"ctr_{a}_nm") for a in "xyz")
-    dense = sk.dense_tags(np.array([1, 2]), np.array([1, 2], np.uint8), 0, 3)
-    for positions in (None, np.zeros((3, 3))):
-        records = sk.scatter(frame, table, 31, 1, positions, dense, 0)
-        for out in (0, 1):
-            aggregate(records.batch(out), table, 0, 3, out == 1, (True, True, positions is not None))
+    unknown = set(parts) - set(WARM_UP_PARTS)
+    if unknown:
+        raise ValueError(f"warm_up parts are {WARM_UP_PARTS}, got {sorted(unknown)}")
+    if "records" in parts:
+        roots = RootSets(pl.Series([5, 6, 7]), pl.Series([5, 6, 7]), pl.Series([5]), pl.Series([6]))
+        table = sk.root_table(roots)
+        frame = pl.DataFrame(
+            {"synapse_id": [1, 2], "pre_root_id": [5, 6], "post_root_id": [6, 7], "size_vx": [1, None]},
+            schema_overrides={"size_vx": pl.Int64},
+        ).with_columns(pl.lit(1.0).alias(f"ctr_{a}_nm") for a in "xyz")
+        dense = sk.dense_tags(np.array([1, 2]), np.array([1, 2], np.uint8), 0, 3)
+        for positions in (None, np.zeros((3, 3))):
+            sk.scatter(frame, table, 31, 1, positions, dense, 0)
+    if "aggregates" in parts:  # a batch with the dtypes scatter gives (Int32 sizes: real cleft sizes fit)
+        slots = np.zeros((16, 2), np.int64)
+        slots[:, 1] = -1
+        table = sk.RootTable(slots, 4, np.array([5, 6, 7], np.int64))
+        for dist in (None, np.array([1.0, 2.0])):
+            batch: dict[str, np.ndarray] = {
+                "cell": np.array([0, 2], np.int32),
+                "partner": np.array([6, 5], np.int64),
+                "size": np.array([1, 0], np.int32),
+                "flags": np.array([1, sk.SIZE_MISSING], np.uint8),
+            }
+            if dist is not None:
+                batch["dist"] = dist
+            aggregate(batch, table, 0, 3, False, (True, True, dist is not None))

@@ -34,6 +34,17 @@ MAX_CELLS = 2**23 - 1  # MICrONS minnie65 has ~145,000 nuclei
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
 
 
+def frozen(array: np.ndarray) -> np.ndarray:
+    """A read-only view of `array` (no copy), for every array a kernel reads.
+
+    Numba compiles one version per argument type, and read-only is part of the type: polars hands out
+    read-only arrays when it shares its memory and writable ones when it had to copy (a chunked column), so
+    without this one build could compile (4 s each, on an empty cache) versions that warm_up never made."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 @njit(inline="always")
 def hash_slot(key: int, shift: int) -> int:
     return int(np.int64((np.uint64(key) * _GOLDEN) >> np.uint64(shift)))
@@ -104,7 +115,7 @@ def root_table(roots: RootSets) -> RootTable:
     flags[np.isin(nodes, values(roots.inh))] |= CLASS_CODES[INH] << CLASS_SHIFT
     bits = max(4, int(np.ceil(np.log2(max(nodes.size, 1) * 4))))
     packed = ((node_cell.astype(np.int64) + 1) << 8) | flags
-    return RootTable(_fill_table(nodes, packed, bits), bits, cells)
+    return RootTable(_fill_table(frozen(nodes), frozen(packed), bits), bits, cells)
 
 
 @njit(cache=True, nogil=True)
@@ -192,7 +203,7 @@ def dense_tags(ids: np.ndarray, codes: np.ndarray, lo: int, hi: int) -> np.ndarr
     """Tag codes by synapse id - lo for ids in [lo, hi) (0 where no prediction), or None when an id has
     two predictions (the caller names them). One pass, where numpy's fancy assignment and its checks took
     four."""
-    dense, unique = _dense_tags(ids, codes, lo, hi)
+    dense, unique = _dense_tags(frozen(ids), frozen(codes), lo, hi)
     return dense if unique else None
 
 
@@ -264,17 +275,17 @@ def scatter(
     else:
         ctr, pos = np.empty((0, 3)), np.empty((0, 3))
     offsets, cell, partner, sizes_out, flags, dist = _scatter(
-        frame.get_column("pre_root_id").cast(pl.Int64).to_numpy(),
-        frame.get_column("post_root_id").cast(pl.Int64).to_numpy(),
-        sizes_np,
-        size_ok,
-        tag,
-        ids,
-        dense_tags.astype(np.uint8, copy=False),
+        frozen(frame.get_column("pre_root_id").cast(pl.Int64).to_numpy()),
+        frozen(frame.get_column("post_root_id").cast(pl.Int64).to_numpy()),
+        frozen(sizes_np),
+        frozen(size_ok),
+        frozen(tag),
+        frozen(ids),
+        frozen(dense_tags.astype(np.uint8, copy=False)),
         tags_lo,
-        np.ascontiguousarray(ctr, dtype=np.float64),
-        np.ascontiguousarray(pos, dtype=np.float64),
-        table.slots,
+        frozen(np.ascontiguousarray(ctr, dtype=np.float64)),
+        frozen(np.ascontiguousarray(pos, dtype=np.float64)),
+        frozen(table.slots),
         table.bits,
         bucket_shift,
         buckets,
