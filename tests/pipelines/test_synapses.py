@@ -284,6 +284,18 @@ def test_a_prediction_row_without_a_tag_counts_as_untagged(snapshot, engine: str
     assert cell["syn_in_frac_tagged"].item() == pytest.approx(2 / 3) and cell["syn_in_frac_spine"].item() == 0.5
 
 
+def test_duplicate_predictions_are_refused_by_the_one_frame_plan_without_validation(snapshot) -> None:
+    """A table above validate_max_rows is not validated, and `engine = "lazy"` may be forced on it."""
+    from cellfeatures.errors import SchemaError
+
+    tags = tag_frame({10: "spine", 11: "shaft"})
+    tags = pl.concat([tags, tags.head(1).with_columns(pl.lit(3, dtype=pl.Int64).alias("id"))])
+    source = source_with(snapshot, HAND_BUILT, tags)
+    cfg = {**CFG, **ENGINES["lazy"], "validate_max_rows": 0}
+    with pytest.raises(SchemaError, match=r"synapse_target_predictions_ssa(.|\n)*target_id(.|\n)*\[10\]"):
+        synapses.build(context(source), cfg).collect()
+
+
 def test_duplicate_target_predictions_are_refused(snapshot) -> None:
     from cellfeatures.errors import SchemaError
 
