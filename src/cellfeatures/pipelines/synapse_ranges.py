@@ -33,10 +33,14 @@ import pyarrow as pa
 import pyarrow.ipc  # makes pa.ipc available
 
 from cellfeatures._util.runtime import keep_freed_heap
-from cellfeatures.errors import SchemaError
 from cellfeatures.pipelines import synapse_aggregates as sa
 from cellfeatures.pipelines import synapse_kernels as sk
-from cellfeatures.pipelines.synapse_records import RootSets, clean_synapses, refuse_unknown_tags
+from cellfeatures.pipelines.synapse_records import (
+    RootSets,
+    clean_synapses,
+    refuse_duplicated_tags,
+    refuse_unknown_tags,
+)
 from cellfeatures.sources.normalize import NO_TAG, canonical_synapse_tags, canonical_synapses
 
 DENSE_TAG_SPAN = 2**28  # ids per range up to which tags are looked up in a dense byte array (256 MiB)
@@ -305,9 +309,7 @@ def with_tag_codes(
         dense = sk.dense_tags(tag_ids.cast(pl.Int64).to_numpy(), codes.cast(pl.UInt8).to_numpy(), lo, hi)
         if dense is not None:
             return synapses, dense
-    if not tag_ids.is_unique().all():
-        dupes = tag_ids.filter(tag_ids.is_duplicated()).unique().sort().head(5).to_list()
-        raise SchemaError(table, f"- column 'target_id' is not unique: duplicated synapse ids, e.g. {dupes}")
+    refuse_duplicated_tags(tags, table)
     coded = tags.lazy().select("synapse_id", "tag_code")
     joined = synapses.join(coded, on="synapse_id", how="left").with_columns(pl.col("tag_code").fill_null(NO_TAG))
     return joined, None

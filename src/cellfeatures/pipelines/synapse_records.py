@@ -67,3 +67,13 @@ def refuse_unknown_tags(tags: pl.DataFrame, table: str) -> None:
 
 
 TAGS = ("spine", "shaft", "soma")
+
+
+def refuse_duplicated_tags(tags: pl.DataFrame, table: str) -> None:
+    """Two predictions for one synapse would count it twice: name the ids instead.
+
+    Validation refuses them too, but a table above validate_max_rows is not validated."""
+    ids = tags.get_column("synapse_id")
+    if not ids.is_unique().all():
+        dupes = ids.filter(ids.is_duplicated()).unique().sort().head(5).to_list()
+        raise SchemaError(table, f"- column 'target_id' is not unique: duplicated synapse ids, e.g. {dupes}")

@@ -48,6 +48,8 @@ from cellfeatures.pipelines.synapse_records import (
 )
 from cellfeatures.schemas import WIRE_MODELS, validate
 from cellfeatures.sources.normalize import (
+    NO_TAG,
+    UNKNOWN_TAG,
     canonical_cell_types,
     canonical_synapse_tags,
     canonical_synapses,
@@ -234,11 +236,12 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
     if rows <= max_validate:
         raw_syn = validate(raw_syn.collect(), WIRE_MODELS["synapse"], syn_table).lazy()
     syn = clean_synapses(canonical_synapses(raw_syn, res, positions=with_positions))
-    tags = None
+    tags, tags_validated = None, False
     if tag_table:
         raw_tags = ctx.scan(tag_table)
         if raw_tags.select(pl.len()).collect().item() <= max_validate:
             raw_tags = validate(raw_tags.collect(), WIRE_MODELS["synapse_tag"], tag_table).lazy()
+            tags_validated = True  # target_id unique among other things
         tags = canonical_synapse_tags(raw_tags)
     cells = attributable_cells(ctx.identity)
     if label_table:  # the partner-label table is validated like any label table: it shapes E/I fractions
@@ -254,7 +257,14 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
     elif engine == "bucketed" or (engine == "auto" and rows > option(cfg, "bucketed_above_rows", 2_000_000, FAMILY)):
         aggregated = _two_phase(ctx, cfg, raw_syn, syn, tags, syn_table, tag_table, roots, positions, flags, rows)
     else:
-        aggregated = _one_frame(syn, tags, tag_table, roots, positions, flags).lazy()
+        if tags is not None:
+            from cellfeatures.pipelines.synapse_records import refuse_duplicated_tags, refuse_unknown_tags
+
+            refuse_unknown_tags(tags.filter(pl.col("tag_code") == UNKNOWN_TAG).collect(), tag_table)
+            if not tags_validated:  # too big to validate (or `engine = "lazy"` forced on a big table)
+                refuse_duplicated_tags(tags.select("synapse_id").collect(), tag_table)
+            syn = syn.join(tags, on="synapse_id", how="left").with_columns(pl.col("tag_code").fill_null(NO_TAG))
+        aggregated = _one_frame(syn.collect(), roots, positions, flags).lazy()
     frames = (
         [direction_features(aggregated, cells.lazy(), d, *flags) for d in DIRECTIONS]
         if aggregated.collect_schema().names()
@@ -303,32 +313,14 @@ def cell_positions(cells: pl.DataFrame, roots: RootSets) -> np.ndarray:
 
 
 def _one_frame(
-    syn: pl.LazyFrame,
-    tags: pl.LazyFrame | None,
-    tag_table: str,
-    roots: RootSets,
-    positions: np.ndarray | None,
-    flags: tuple[bool, bool, bool],
+    frame: pl.DataFrame, roots: RootSets, positions: np.ndarray | None, flags: tuple[bool, bool, bool]
 ) -> pl.DataFrame:
-    """The whole table in memory as one bucket and one id range: the same kernels, and the same attachment of
-    tags (unknown spellings and duplicated predictions refused), as the two-phase plan, so the same bits.
-
-    The duplicates check is not left to validation: a table above validate_max_rows is not validated, and
-    `engine = "lazy"` may be forced on one (a duplicated prediction would count its synapse twice)."""
+    """The whole table in memory as one bucket: the same kernels as the two-phase plan, so the same bits."""
     from cellfeatures.pipelines import synapse_aggregates as sa
     from cellfeatures.pipelines import synapse_kernels as sk
-    from cellfeatures.pipelines.synapse_ranges import with_tag_codes
 
-    frame = syn.collect()
-    dense, lo = None, 0
-    if tags is not None:
-        bounds = frame.select(pl.col("synapse_id").min().alias("lo"), pl.col("synapse_id").max().alias("hi"))
-        lo, hi = (bounds.item(0, "lo"), bounds.item(0, "hi") + 1) if frame.height else (0, 0)
-        in_range = (pl.col("synapse_id") >= lo) & (pl.col("synapse_id") < hi)
-        tagged, dense = with_tag_codes(frame.lazy(), tags.filter(in_range).collect(), tag_table, lo, hi)
-        frame = tagged.collect()
     table = sk.root_table(roots)
-    records = sk.scatter(frame, table, 31, 1, positions, dense, lo)  # one bucket of up to 2**31 cells
+    records = sk.scatter(frame, table, 31, 1, positions)  # one bucket of up to 2**31 cells
     parts = [sa.aggregate(records.batch(out), table, 0, table.cells, out == 1, flags) for out in (0, 1)]
     kept = [p for p in parts if p is not None]
     return pl.concat(kept) if kept else pl.DataFrame()
