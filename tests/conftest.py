@@ -146,19 +146,38 @@ def sample_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     and reliability tests; ~9 s to make once. Under pytest-xdist the workers share one, made by the
     first worker that asks while the others wait.
     """
+    return made_once(tmp_path_factory, "sample-project", _make_sample_project)
+
+
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], object]) -> Path:
+    """A folder filled by `make` once per test session: under pytest-xdist the first worker that asks makes
+    it under a lock while the others wait, then every worker finds it complete."""
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        return _make_sample_project(tmp_path_factory.mktemp("project"))
+        made = tmp_path_factory.mktemp(name)
+        make(made)
+        return made
     import fcntl
 
-    shared = tmp_path_factory.getbasetemp().parent / "shared-sample-project"
-    with open(shared.parent / "shared-sample-project.lock", "w") as lock:
+    shared = tmp_path_factory.getbasetemp().parent / f"shared-{name}"
+    with open(shared.parent / f"shared-{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (shared / ".complete").exists():
             shutil.rmtree(shared, ignore_errors=True)
             shared.mkdir()
-            _make_sample_project(shared)
+            make(shared)
             (shared / ".complete").touch()
     return shared
+
+
+def copy_made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], object]) -> Path:
+    """This worker's own copy of a `made_once` folder, for a module fixture whose tests change it.
+
+    Under work stealing a module's tests may run in both workers, and a module fixture was then made in
+    each (a baseline report: 5-9 s); the copy takes a fraction of a second."""
+    copy = tmp_path_factory.mktemp(name)
+    shutil.copytree(made_once(tmp_path_factory, name, make), copy, dirs_exist_ok=True)
+    (copy / ".complete").unlink(missing_ok=True)
+    return copy
 
 
 def _make_sample_project(root: Path) -> Path:

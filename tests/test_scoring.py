@@ -14,6 +14,7 @@ from cellfeatures.benchmark.predict import PredictionTable, best_model_name, cel
 from cellfeatures.benchmark.scoring import read_predictions, score_file
 from cellfeatures.cli import app
 from cellfeatures.datasets.build import build_dataset
+from cellfeatures.datasets.dataset import Dataset
 from cellfeatures.datasets.spec import DatasetSpec
 from cellfeatures.datasets.splits import SplitSpec
 from cellfeatures.errors import ConfigError, SchemaError
@@ -21,30 +22,38 @@ from cellfeatures.schemas import validate
 from cellfeatures.sources.sample import sample_data_dir
 from cellfeatures.store.store import FeatureStore
 from cellfeatures.workflows import baseline_report, score_predictions
-from tests.conftest import copy_sample_features
+from tests.conftest import copy_made_once, copy_sample_features
 
 EARLY = "soma_nuc_model_83_1_v117"
 
 
+SPEC = DatasetSpec(
+    "types",
+    exclude=("pos_*", "qc_*"),
+    split=SplitSpec("spatial", folds=5, seed=0, block_um=50, buffer_um=15, locked_fraction=0.15),
+)
+REPORT = {
+    "seeds": (0,),
+    "models": ("majority", "logistic_regression"),
+    "existing": ("early_model",),
+    "ablations": {"synapse_counts": "syncounts_*"},
+}
+
+
+def _reported(root: Path, sample_project: Path) -> tuple[FeatureStore, Dataset, Path, bool]:
+    """The sample's features, the "types" dataset and its baseline report under `root`: made, or found."""
+    store = copy_sample_features(sample_project, root / "features")
+    ds = build_dataset(store, SPEC, root / "datasets")
+    report, created = baseline_report(store, ds, root=root / "datasets", **REPORT)
+    return store, ds, report, created
+
+
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory: pytest.TempPathFactory, sample_project: Path):
-    root = tmp_path_factory.mktemp("score")
-    store = copy_sample_features(sample_project, root / "features")
-    spec = DatasetSpec(
-        "types",
-        exclude=("pos_*", "qc_*"),
-        split=SplitSpec("spatial", folds=5, seed=0, block_um=50, buffer_um=15, locked_fraction=0.15),
-    )
-    ds = build_dataset(store, spec, root / "datasets")
-    report, _ = baseline_report(
-        store,
-        ds,
-        seeds=(0,),
-        models=("majority", "logistic_regression"),
-        existing=("early_model",),
-        root=root / "datasets",
-        ablations={"synapse_counts": "syncounts_*"},
-    )
+    """Made once per session (both workers may run this module's tests), then found in this worker's copy."""
+    root = copy_made_once(tmp_path_factory, "score", lambda made: _reported(made, sample_project))
+    store, ds, report, created = _reported(root, sample_project)
+    assert not created and report.parent.is_relative_to(root), "the copy's own report, found, not made again"
     return store, ds, report.parent, root
 
 
