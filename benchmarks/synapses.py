@@ -2,7 +2,7 @@
 
     python benchmarks/synapses.py --rows 100_000_000 [--cells 120_000] [--data benchmarks/_data]
                                   [--engines floor,polars,polars_lazy,polars_bucketed,duckdb,pandas]
-                                  [--pandas-max 10_000_000]
+                                  [--pandas-max 10_000_000] [--repeat 1]
 
 1. Generates (once, cached under --data) a partitioned synthetic snapshot shaped like synapses_pni_2 +
    synapse_target_predictions_ssa + nucleus_detection_v0 + a model cell-type table (no position columns:
@@ -10,13 +10,18 @@
 2. Runs each engine in its own subprocess (so the peak RSS it reports is its own):
    - floor:  scan + decode of the needed columns only (what any engine must at least do);
    - polars: the project's synapse pipeline (cellfeatures.pipelines.synapses), as `cellfeatures build` runs it
-     (engine "auto": range-partitioned and bucketed above 20M rows, one lazy plan below);
+     (engine "auto": range-partitioned and bucketed above 2M rows, one frame below);
    - polars_lazy / polars_bucketed: the same pipeline forced to one strategy (their results must agree);
    - duckdb: the same aggregation in SQL over the same Parquet files;
    - pandas: the same in pandas (only up to --pandas-max rows).
 3. Checks that every engine produced identical per-cell numbers (integers equal, floats within 1e-9
    relative), and prints one table: engine, rows, wall s, rows/s, peak RSS, speed-up over DuckDB, ratio to
    the floor.
+
+With --repeat N every engine runs N times, in turn (floor, polars, ..., floor, polars, ...): wall s is the
+median (min-max), and x floor the median of each round's own ratio (min-max). The floor is a few seconds
+at 100M, and a machine whose speed drifts by ±15% from one minute to the next moves one run's ratio by as
+much: a round pairs each engine with a floor measured beside it.
 """
 
 from __future__ import annotations
@@ -294,6 +299,31 @@ def compare(reference: pl.DataFrame, other: pl.DataFrame) -> float:
     return worst
 
 
+def median(values: list[float]) -> float | None:
+    """The median (mean of the middle two for an even count), None for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def paired_ratios(engine_runs: list[dict], floor_runs: list[dict]) -> list[float]:
+    """Each round's engine time over the same round's floor time (rounds where both ran)."""
+    floors = {r["round"]: r["seconds"] for r in floor_runs}
+    return [r["seconds"] / floors[r["round"]] for r in engine_runs if r["round"] in floors]
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """'m' for one value, 'm (lo-hi)' for several: the median and the range; '' for none."""
+    m = median(values)
+    if m is None:
+        return ""
+    if len(values) == 1:
+        return format(m, fmt)
+    return f"{format(m, fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=lambda s: int(s.replace("_", "")), default=10_000_000)
@@ -304,6 +334,7 @@ def main() -> None:
     parser.add_argument("--pandas-max", type=lambda s: int(s.replace("_", "")), default=10_000_000)
     # synapse_target_predictions_ssa has 204,331,842 rows for synapses_pni_2's 337,312,429
     parser.add_argument("--tagged-fraction", type=float, default=round(204_331_842 / 337_312_429, 4))
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every engine in turn (medians printed)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -326,33 +357,36 @@ def main() -> None:
     generated = time.perf_counter() - t0
     tag_rows = pl.scan_parquet(snapshot / TAGS / "*.parquet").select(pl.len()).collect().item()
     engines = [e for e in args.engines.split(",") if e and not (e == "pandas" and args.rows > args.pandas_max)]
-    results = {}
+    runs: dict[str, list[dict]] = {engine: [] for engine in engines}
+    frames: dict[str, pl.DataFrame] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepare_inputs(snapshot, work)
-        for engine in engines:
-            out = work / f"{engine}.parquet"
-            proc = subprocess.run(
-                [sys.executable, __file__, "--child", engine, str(snapshot), str(work), str(out)],
-                capture_output=True,
-                text=True,
-            )
-            if proc.returncode != 0:
-                print(f"{engine} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
-                continue
-            results[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
-            results[engine]["frame"] = pl.read_parquet(out)
+        for round_ in range(max(1, args.repeat)):
+            for engine in engines:
+                out = work / f"{engine}.parquet"
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", engine, str(snapshot), str(work), str(out)],
+                    capture_output=True,
+                    text=True,
+                )
+                if proc.returncode != 0:
+                    print(f"{engine} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+                    continue
+                runs[engine].append({**json.loads(proc.stdout.strip().splitlines()[-1]), "round": round_})
+                if engine not in frames:
+                    frames[engine] = pl.read_parquet(out)
         checks = {}
-        reference = results.get("polars", {}).get("frame")
+        reference = frames.get("polars")
         for engine in ("polars_lazy", "polars_bucketed", "duckdb", "pandas"):
-            if engine in results and reference is not None:
+            if engine in frames and reference is not None:
                 try:
-                    checks[engine] = f"identical (max rel. diff {compare(reference, results[engine]['frame']):.1e})"
+                    checks[engine] = f"identical (max rel. diff {compare(reference, frames[engine]):.1e})"
                 except AssertionError as exc:
                     checks[engine] = f"DIFFERENT: {exc}"
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
-        f"polars {pl.__version__}" + (f", duckdb {__import__('duckdb').__version__}" if "duckdb" in results else "")
+        f"polars {pl.__version__}" + (f", duckdb {__import__('duckdb').__version__}" if runs.get("duckdb") else "")
     )
     print(
         f"input: {args.rows:,} synapses + {tag_rows:,} target tags, {args.cells:,} nuclei "
@@ -361,20 +395,22 @@ def main() -> None:
     for engine, verdict in checks.items():
         print(f"check {engine} vs polars: {verdict}")
     print()
-    print("| engine | rows | wall s | rows/s | peak RSS GiB | speed-up vs DuckDB | x floor |")
+    rounds = f", {args.repeat} rounds: median (min-max)" if args.repeat > 1 else ""
+    print(f"| engine | rows | wall s{rounds} | rows/s | peak RSS GiB | speed-up vs DuckDB | x floor |")
     print("|---|---|---|---|---|---|---|")
-    duck = results.get("duckdb", {}).get("seconds")
-    floor = results.get("floor", {}).get("seconds")
+    duck = median([r["seconds"] for r in runs.get("duckdb", [])])
     for engine in engines:
-        if engine not in results:
+        if not runs[engine]:
             print(f"| {engine} | {args.rows:,} | failed | | | | |")
             continue
-        r = results[engine]
-        speed = f"{duck / r['seconds']:.2f}x" if duck else ""
-        ratio = f"{r['seconds'] / floor:.1f}" if floor else ""
+        seconds = [r["seconds"] for r in runs[engine]]
+        wall = median(seconds)
+        speed = f"{duck / wall:.2f}x" if duck else ""
+        ratios = paired_ratios(runs[engine], runs.get("floor", []))
+        peak = max(r["peak_rss_bytes"] for r in runs[engine])
         print(
-            f"| {engine} | {args.rows:,} | {r['seconds']:.1f} | {args.rows / r['seconds']:,.0f} | "
-            f"{r['peak_rss_bytes'] / 2**30:.2f} | {speed} | {ratio} |"
+            f"| {engine} | {args.rows:,} | {spread(seconds, '.1f')} | {args.rows / wall:,.0f} | "
+            f"{peak / 2**30:.2f} | {speed} | {spread(ratios, '.1f')} |"
         )
     if any(v.startswith("DIFFERENT") for v in checks.values()):
         sys.exit(1)
