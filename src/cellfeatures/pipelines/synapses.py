@@ -260,8 +260,10 @@ def build(ctx: BuildContext, cfg: dict[str, Any]) -> pl.LazyFrame:
         if tags is not None:
             from cellfeatures.pipelines.synapse_records import refuse_duplicated_tags, refuse_unknown_tags
 
+            if not tags_validated:  # too big to validate (or `engine = "lazy"` forced on a big table): read once
+                tags = tags.collect().lazy()  # for the two checks and the join, not a scan each
             refuse_unknown_tags(tags.filter(pl.col("tag_code") == UNKNOWN_TAG).collect(), tag_table)
-            if not tags_validated:  # too big to validate (or `engine = "lazy"` forced on a big table)
+            if not tags_validated:
                 refuse_duplicated_tags(tags.select("synapse_id").collect(), tag_table)
             syn = syn.join(tags, on="synapse_id", how="left").with_columns(pl.col("tag_code").fill_null(NO_TAG))
         aggregated = _one_frame(syn.collect(), roots, positions, flags).lazy()
