@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -299,15 +300,6 @@ def compare(reference: pl.DataFrame, other: pl.DataFrame) -> float:
     return worst
 
 
-def median(values: list[float]) -> float | None:
-    """The median (mean of the middle two for an even count), None for no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def paired_ratios(engine_runs: list[dict], floor_runs: list[dict]) -> list[float]:
     """Each round's engine time over the same round's floor time (rounds where both ran)."""
     floors = {r["round"]: r["seconds"] for r in floor_runs}
@@ -316,9 +308,9 @@ def paired_ratios(engine_runs: list[dict], floor_runs: list[dict]) -> list[float
 
 def spread(values: list[float], fmt: str) -> str:
     """'m' for one value, 'm (lo-hi)' for several: the median and the range; '' for none."""
-    m = median(values)
-    if m is None:
+    if not values:
         return ""
+    m = statistics.median(values)
     if len(values) == 1:
         return format(m, fmt)
     return f"{format(m, fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
@@ -398,13 +390,13 @@ def main() -> None:
     rounds = f", {args.repeat} rounds: median (min-max)" if args.repeat > 1 else ""
     print(f"| engine | rows | wall s{rounds} | rows/s | peak RSS GiB | speed-up vs DuckDB | x floor |")
     print("|---|---|---|---|---|---|---|")
-    duck = median([r["seconds"] for r in runs.get("duckdb", [])])
+    duck = statistics.median([r["seconds"] for r in runs["duckdb"]]) if runs.get("duckdb") else None
     for engine in engines:
         if not runs[engine]:
             print(f"| {engine} | {args.rows:,} | failed | | | | |")
             continue
         seconds = [r["seconds"] for r in runs[engine]]
-        wall = median(seconds)
+        wall = statistics.median(seconds)
         speed = f"{duck / wall:.2f}x" if duck else ""
         ratios = paired_ratios(runs[engine], runs.get("floor", []))
         peak = max(r["peak_rss_bytes"] for r in runs[engine])
