@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,8 +35,6 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         os.environ["CELLFEATURES_CACHE"] = str(tmp_path_factory.mktemp("cache"))
         return
-    import fcntl
-
     from cellfeatures.pipelines import synapse_aggregates
     from cellfeatures.sources.sample import SampleSource
 
@@ -53,9 +52,18 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     # worker 0 starts with the sample then the records, worker 1 with the aggregates: both compile at once
     first = -int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw") or 0) % len(pieces)
     for name, make in pieces[first:] + pieces[:first]:
-        with open(shared.parent / f"shared-{name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with shared_lock(tmp_path_factory, name):
             make()
+
+
+@contextlib.contextmanager
+def shared_lock(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[None]:
+    """Held by one pytest-xdist worker at a time (a file lock in the run's common temporary folder)."""
+    import fcntl
+
+    with open(tmp_path_factory.getbasetemp().parent / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture
@@ -156,11 +164,8 @@ def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callabl
         made = tmp_path_factory.mktemp(name)
         make(made)
         return made
-    import fcntl
-
     shared = tmp_path_factory.getbasetemp().parent / f"shared-{name}"
-    with open(shared.parent / f"shared-{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with shared_lock(tmp_path_factory, name):
         if not (shared / ".complete").exists():
             shutil.rmtree(shared, ignore_errors=True)
             shared.mkdir()
