@@ -219,18 +219,17 @@ class Records:
     dist: np.ndarray  # empty without positions
     with_positions: bool
 
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every record, by column (`dist` only with positions); run k is rows offsets[k]:offsets[k + 1]."""
+        columns = {"cell": self.cell, "partner": self.partner, "size": self.size, "flags": self.flags}
+        if self.with_positions:
+            columns["dist"] = self.dist
+        return columns
+
     def batch(self, k: int) -> dict[str, np.ndarray]:
         """Batch k's columns (`dist` only with positions)."""
         a, b = int(self.offsets[k]), int(self.offsets[k + 1])
-        columns = {
-            "cell": self.cell[a:b],
-            "partner": self.partner[a:b],
-            "size": self.size[a:b],
-            "flags": self.flags[a:b],
-        }
-        if self.with_positions:
-            columns["dist"] = self.dist[a:b]
-        return columns
+        return {name: column[a:b] for name, column in self.columns().items()}
 
     @property
     def height(self) -> int:

@@ -2,13 +2,14 @@
 
 Phase 1, one unit per synapse-id range: read the range's synapses and target tags from the source,
 drop synapses touching no attributable cell, turn them into records grouped by cell bucket and direction
-(synapse_kernels.scatter: no sort) and write one Arrow IPC file whose record batch `2 * bucket + out`
+(synapse_kernels.scatter: no sort) and write one spill file (record_runs) whose run `2 * bucket + out`
 holds that bucket's records (a bucket is a block of consecutive cells). Phase 2, one unit per bucket: its
-batches from every range file, aggregated per cell (synapse_aggregates.aggregate). The local engine runs the
-units in this process, overlapping reads, the kernels (which release the GIL) and writes on threads; the
-Dask engine runs each unit as a task (cellfeatures.pipelines.execution). Both call the same functions on
-the same ranges and buckets, and every aggregate is independent of the records' order, so their
-matrices are bit-for-bit identical to each other and to the one-frame plan (tested).
+runs from every range file, read into one array per column, aggregated per cell
+(synapse_aggregates.aggregate). The local engine runs the units in this process, overlapping reads, the
+kernels (which release the GIL) and writes on threads; the Dask engine runs each unit as a task
+(cellfeatures.pipelines.execution). Both call the same functions on the same ranges and buckets, and every
+aggregate is independent of the records' order, so their matrices are bit-for-bit identical to each other
+and to the one-frame plan (tested).
 
 Files are written under a temporary name and renamed: a unit that is retried (a lost worker) never
 leaves half a file where phase 2 would read it.
@@ -21,7 +22,7 @@ import queue
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -29,10 +30,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.ipc  # makes pa.ipc available
 
 from cellfeatures._util.runtime import keep_freed_heap
+from cellfeatures.pipelines import record_runs as rr
 from cellfeatures.pipelines import synapse_aggregates as sa
 from cellfeatures.pipelines import synapse_kernels as sk
 from cellfeatures.pipelines.synapse_records import (
@@ -126,35 +126,6 @@ def range_records(frame: RangeFrame, plan: RangePlan, table: sk.RootTable) -> sk
     )
 
 
-def write_runs(records: sk.Records, buckets: int, sink: Any) -> None:
-    """One Arrow IPC file to `sink` (a path or a writable file object): batch 2 * bucket + out holds that
-    bucket's records of one direction (empty ones too, so every file has the same batch layout)."""
-    first = records.batch(0)
-    schema = pa.schema([(name, pa.from_numpy_dtype(column.dtype)) for name, column in first.items()])
-    with pa.ipc.new_file(sink if not isinstance(sink, Path) else str(sink), schema) as writer:
-        for k in range(2 * buckets):
-            writer.write_batch(pa.record_batch(list(records.batch(k).values()), schema=schema))
-
-
-@contextmanager
-def open_runs(files: list[Any]) -> Iterator[list[pa.ipc.RecordBatchFileReader]]:
-    """One reader per range file (paths, or callables opening a readable file), open until the block ends:
-    a file's footer is read once, not once per batch (that was 0.9 s of thread time at 100M)."""
-    with ExitStack() as stack:
-        sources = [stack.enter_context(pa.OSFile(str(f)) if isinstance(f, str | Path) else f()) for f in files]
-        yield [pa.ipc.open_file(source) for source in sources]
-
-
-def read_batch(readers: list[pa.ipc.RecordBatchFileReader], k: int) -> dict[str, np.ndarray]:
-    """Batch k of every range file, concatenated.
-
-    Plain reads: memory-mapping the files instead (one copy less) measured slower, a page fault per page."""
-    parts = [reader.get_batch(k) for reader in readers]
-    names = parts[0].schema.names
-    # a range whose sizes needed Int64 widens the others (numpy's concatenate promotes)
-    return {name: np.concatenate([p.column(name).to_numpy() for p in parts]) for name in names}
-
-
 def aggregate_batch(batch: dict[str, np.ndarray], plan: RangePlan, table: sk.RootTable, k: int) -> pl.DataFrame | None:
     """Batch k (bucket k // 2, direction out if k is odd), aggregated per cell."""
     first, cells = plan.bucket_cells(k // 2)
@@ -204,8 +175,8 @@ def run_local(
             del frame
             if pending is not None:
                 pending.result()  # at most one range's records in flight
-            files.append(scratch / f"range-{len(files):05d}.arrow")
-            pending = io.submit(write_runs, records, plan.buckets, files[-1])
+            files.append(scratch / f"range-{len(files):05d}.runs")
+            pending = io.submit(rr.write_runs, records.columns(), records.offsets, files[-1])
             del records
             if tick:
                 tick("synapse ranges", i + 1, len(ranges))
@@ -214,19 +185,20 @@ def run_local(
 
     parts = []
     threads = 2
-    with ExitStack() as stack, _no_cyclic_gc(), ThreadPoolExecutor(max_workers=threads) as pool:
-        # a set of readers per thread, taken and given back: no reader is used by two threads at once
-        idle: queue.SimpleQueue[list[pa.ipc.RecordBatchFileReader]] = queue.SimpleQueue()
+    with rr.open_runs(files) as readers, _no_cyclic_gc(), ThreadPoolExecutor(max_workers=threads) as pool:
+        # one set of column buffers per thread, as long as the largest batch, taken and given back: every
+        # batch is read straight into place (no allocation, no page faults after the first)
+        dtypes, rows = rr.batch_layout(readers)
+        idle: queue.SimpleQueue[dict[str, np.ndarray]] = queue.SimpleQueue()
         for _ in range(threads):
-            idle.put(stack.enter_context(open_runs(files)))
+            idle.put({name: np.empty(max(rows), dtype) for name, dtype in dtypes.items()})
 
         def bucket_part(k: int) -> pl.DataFrame | None:
-            readers = idle.get()
+            buffers = idle.get()
             try:
-                batch = read_batch(readers, k)
+                return aggregate_batch(rr.read_batch(readers, k, buffers), plan, table, k)
             finally:
-                idle.put(readers)
-            return aggregate_batch(batch, plan, table, k)
+                idle.put(buffers)
 
         for k, part in enumerate(pool.map(bucket_part, range(2 * plan.buckets))):
             if part is not None:
@@ -256,7 +228,7 @@ def spill_range_task(plan: RangePlan, a: int, b: int, target: str) -> dict[str, 
     fs.makedirs(fs._parent(path), exist_ok=True)
     tmp = f"{path}.tmp-{time.time_ns()}"
     with fs.open(tmp, "wb") as sink:
-        write_runs(records, plan.buckets, sink)
+        rr.write_runs(records.columns(), records.offsets, sink)
     fs.mv(tmp, path)
     return {
         "target": target,
@@ -280,9 +252,11 @@ def aggregate_bucket_task(files: list[str], bucket: int, plan: RangePlan) -> dic
         fs, path = fsspec.core.url_to_fs(url)
         return lambda: fs.open(path, "rb")
 
-    with open_runs([opener(f) for f in files]) as readers:
+    with rr.open_runs([opener(f) for f in files], names=files) as readers:
+        dtypes, rows = rr.batch_layout(readers)
+        buffers = {name: np.empty(max(rows[2 * bucket : 2 * bucket + 2]), dtype) for name, dtype in dtypes.items()}
         parts = [
-            aggregate_batch(read_batch(readers, 2 * bucket + out), plan, table, 2 * bucket + out) for out in (0, 1)
+            aggregate_batch(rr.read_batch(readers, k, buffers), plan, table, k) for k in (2 * bucket, 2 * bucket + 1)
         ]
     return {
         "parts": [p for p in parts if p is not None],
