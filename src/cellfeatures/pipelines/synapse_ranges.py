@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import queue
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,6 +44,7 @@ from cellfeatures.pipelines.synapse_records import (
 )
 from cellfeatures.sources.normalize import NO_TAG, canonical_synapse_tags, canonical_synapses
 
+READ_AHEAD = 2  # ranges read while one is scattered
 DENSE_TAG_SPAN = 2**28  # ids per range up to which tags are looked up in a dense byte array (256 MiB)
 
 
@@ -82,11 +84,20 @@ def bucket_shift_for(cells: int, buckets: int) -> int:
     return max(0, int(np.ceil(np.log2(max(1, -(-cells // max(1, buckets)))))))
 
 
-def plan_ranges(lo: int, hi: int, rows: int, range_rows: int) -> list[tuple[int, int]]:
-    """[a, b) synapse-id ranges of about range_rows rows each (ids are roughly uniform in CAVE tables)."""
+def plan_ranges(lo: int, hi: int, rows: int, range_rows: int, taper: bool = False) -> list[tuple[int, int]]:
+    """[a, b) synapse-id ranges of about range_rows rows each (ids are roughly uniform in CAVE tables).
+
+    taper: the first and last ranges are cut in a quarter and three quarters (the quarter outside). The local
+    plan overlaps reading a range with scattering the one before: the first range is read with nothing to
+    overlap, the last scattered and written with nothing to overlap, so a small one at each end shortens both.
+    """
     n_ranges = max(1, -(-rows // range_rows))
     edges = [lo + (hi + 1 - lo) * i // n_ranges for i in range(n_ranges + 1)]
-    return list(pairwise(edges))
+    if taper and n_ranges >= 2:
+        first = edges[0] + (edges[1] - edges[0]) // 4
+        last = edges[-1] - (edges[-1] - edges[-2]) // 4
+        edges = [edges[0], first, *edges[1:-1], last, edges[-1]]
+    return [(a, b) for a, b in pairwise(edges) if b > a]
 
 
 def source_frames(plan: RangePlan, source: Any) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
@@ -164,13 +175,14 @@ def run_local(
     files: list[Path] = []
     with _no_cyclic_gc(), ThreadPoolExecutor(max_workers=1) as io, ThreadPoolExecutor(max_workers=1) as ahead:
         pending: Future[None] | None = None
-        next_frame = ahead.submit(range_frame, syn, tags, plan, *ranges[0])
+        # READ_AHEAD ranges read ahead: with one, a read that finished before the scatter left its core idle
+        frames = deque(ahead.submit(range_frame, syn, tags, plan, *r) for r in ranges[:READ_AHEAD])
         # built while the first range is read: a process's first kernel call also loads numba (~0.6 s)
         table = sk.root_table(plan.roots)
         for i in range(len(ranges)):
-            frame = next_frame.result()
-            if i + 1 < len(ranges):
-                next_frame = ahead.submit(range_frame, syn, tags, plan, *ranges[i + 1])
+            frame = frames.popleft().result()
+            if i + READ_AHEAD < len(ranges):
+                frames.append(ahead.submit(range_frame, syn, tags, plan, *ranges[i + READ_AHEAD]))
             records = range_records(frame, plan, table)
             del frame
             if pending is not None:

@@ -370,7 +370,7 @@ def _two_phase(
         flags=flags,
         bucket_shift=sr.bucket_shift_for(roots.cells.len(), buckets),
     )
-    ranges = sr.plan_ranges(lo, hi, rows, range_rows)
+    ranges = sr.plan_ranges(lo, hi, rows, range_rows, taper=ctx.engine is None)
     if ctx.engine is not None:  # a Dask cluster (cellfeatures.pipelines.execution): same units, as tasks
         return ctx.engine.run_two_phase(plan, ranges).lazy()
     with tempfile.TemporaryDirectory(dir=ctx.scratch) as scratch:
