@@ -29,6 +29,19 @@ def test_aggregates_do_not_depend_on_the_order_of_records() -> None:
     assert a is not None and b is not None and a.equals(b), "bit for bit, distance means included"
 
 
+def test_a_scratch_kept_between_batches_gives_what_a_fresh_one_gives() -> None:
+    """Grouping writes over the scratch's arrays: left-overs of a larger batch, or of other dtypes, must not leak."""
+    table = sk.root_table(ROOTS)
+    kept = sa.GroupScratch()
+    big = sk.scatter(synapses(30_000), table, 31, 1, POSITIONS).batch(1)
+    small = sk.scatter(synapses(2_000), table, 31, 1, None).batch(0)
+    wide = {**small, "size": small["size"].astype(np.int64) + 2**40}  # a range whose sizes need Int64
+    for batch in (big, small, wide, big):
+        fresh = sa.aggregate(batch, table, 0, CELLS.size, False, FLAGS)
+        reused = sa.aggregate(batch, table, 0, CELLS.size, False, FLAGS, kept)
+        assert fresh is not None and reused is not None and reused.equals(fresh)
+
+
 def test_an_even_count_of_sizes_has_the_mean_of_the_middle_two_as_median() -> None:
     table = sk.root_table(ROOTS)
     batch = {

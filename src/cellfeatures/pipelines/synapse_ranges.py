@@ -137,10 +137,12 @@ def range_records(frame: RangeFrame, plan: RangePlan, table: sk.RootTable) -> sk
     )
 
 
-def aggregate_batch(batch: dict[str, np.ndarray], plan: RangePlan, table: sk.RootTable, k: int) -> pl.DataFrame | None:
+def aggregate_batch(
+    batch: dict[str, np.ndarray], plan: RangePlan, table: sk.RootTable, k: int, scratch: sa.GroupScratch
+) -> pl.DataFrame | None:
     """Batch k (bucket k // 2, direction out if k is odd), aggregated per cell."""
     first, cells = plan.bucket_cells(k // 2)
-    return sa.aggregate(batch, table, first, cells, k % 2 == 1, plan.flags)
+    return sa.aggregate(batch, table, first, cells, k % 2 == 1, plan.flags, scratch)
 
 
 @contextmanager
@@ -198,19 +200,19 @@ def run_local(
     parts = []
     threads = 2
     with rr.open_runs(files) as readers, _no_cyclic_gc(), ThreadPoolExecutor(max_workers=threads) as pool:
-        # one set of column buffers per thread, as long as the largest batch, taken and given back: every
-        # batch is read straight into place (no allocation, no page faults after the first)
+        # per thread, column buffers as long as the largest batch and a grouping scratch, taken and given
+        # back: every batch is read and grouped in place (no allocation, no page faults after the first)
         dtypes, rows = rr.batch_layout(readers)
-        idle: queue.SimpleQueue[dict[str, np.ndarray]] = queue.SimpleQueue()
+        idle: queue.SimpleQueue[tuple[dict[str, np.ndarray], sa.GroupScratch]] = queue.SimpleQueue()
         for _ in range(threads):
-            idle.put({name: np.empty(max(rows), dtype) for name, dtype in dtypes.items()})
+            idle.put(({name: np.empty(max(rows), dtype) for name, dtype in dtypes.items()}, sa.GroupScratch()))
 
         def bucket_part(k: int) -> pl.DataFrame | None:
-            buffers = idle.get()
+            buffers, scratch = idle.get()
             try:
-                return aggregate_batch(rr.read_batch(readers, k, buffers), plan, table, k)
+                return aggregate_batch(rr.read_batch(readers, k, buffers), plan, table, k, scratch)
             finally:
-                idle.put(buffers)
+                idle.put((buffers, scratch))
 
         for k, part in enumerate(pool.map(bucket_part, range(2 * plan.buckets))):
             if part is not None:
@@ -267,8 +269,10 @@ def aggregate_bucket_task(files: list[str], bucket: int, plan: RangePlan) -> dic
     with rr.open_runs([opener(f) for f in files], names=files) as readers:
         dtypes, rows = rr.batch_layout(readers)
         buffers = {name: np.empty(max(rows[2 * bucket : 2 * bucket + 2]), dtype) for name, dtype in dtypes.items()}
+        scratch = sa.GroupScratch()
         parts = [
-            aggregate_batch(rr.read_batch(readers, k, buffers), plan, table, k) for k in (2 * bucket, 2 * bucket + 1)
+            aggregate_batch(rr.read_batch(readers, k, buffers), plan, table, k, scratch)
+            for k in (2 * bucket, 2 * bucket + 1)
         ]
     return {
         "parts": [p for p in parts if p is not None],
