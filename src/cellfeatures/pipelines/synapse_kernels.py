@@ -119,7 +119,38 @@ def root_table(roots: RootSets) -> RootTable:
 
 
 @njit(cache=True, nogil=True)
-def _scatter(
+def _look_up(
+    pre: np.ndarray,
+    post: np.ndarray,
+    size: np.ndarray,
+    slots: np.ndarray,
+    bits: int,
+    bucket_shift: int,
+    buckets: int,
+    pre_value: np.ndarray,
+    post_value: np.ndarray,
+) -> tuple[np.ndarray, int, int]:
+    """Pass 1: look both roots up once (into pre_value, post_value), count records per (bucket, direction),
+    and find the sizes' range (whether they fit Int32: in polars, min, max and a cast were three passes)."""
+    shift, mask = 64 - bits, (1 << bits) - 1
+    counts = np.zeros(2 * buckets, np.int64)
+    low = high = 0
+    for i in range(pre.size):
+        a = _find(pre[i], slots, shift, mask)
+        b = _find(post[i], slots, shift, mask)
+        pre_value[i] = a  # (cell + 1) << 8 | flags fits in 32 bits: fewer than 2**23 cells
+        post_value[i] = b
+        if b >> 8:  # an input of the post cell
+            counts[2 * (((b >> 8) - 1) >> bucket_shift)] += 1
+        if a >> 8:  # an output of the pre cell
+            counts[2 * (((a >> 8) - 1) >> bucket_shift) + 1] += 1
+        low = min(low, size[i])
+        high = max(high, size[i])
+    return counts, low, high
+
+
+@njit(cache=True, nogil=True)
+def _place(
     pre: np.ndarray,
     post: np.ndarray,
     size: np.ndarray,
@@ -130,38 +161,22 @@ def _scatter(
     tags_lo: int,
     ctr: np.ndarray,
     pos: np.ndarray,
-    slots: np.ndarray,
-    bits: int,
+    pre_value: np.ndarray,
+    post_value: np.ndarray,
     bucket_shift: int,
-    buckets: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    shift, mask = 64 - bits, (1 << bits) - 1
-    n = pre.size
-    pre_value = np.empty(n, np.int32)  # (cell + 1) << 8 | flags fits: fewer than 2**23 cells
-    post_value = np.empty(n, np.int32)
-    counts = np.zeros(2 * buckets, np.int64)
-    for i in range(n):  # pass 1: look both roots up once, count records per (bucket, direction)
-        a = _find(pre[i], slots, shift, mask)
-        b = _find(post[i], slots, shift, mask)
-        pre_value[i] = a
-        post_value[i] = b
-        if b >> 8:  # an input of the post cell
-            counts[2 * (((b >> 8) - 1) >> bucket_shift)] += 1
-        if a >> 8:  # an output of the pre cell
-            counts[2 * (((a >> 8) - 1) >> bucket_shift) + 1] += 1
-    offsets = np.zeros(2 * buckets + 1, np.int64)
-    offsets[1:] = np.cumsum(counts)
-    m = offsets[-1]
-    cell = np.empty(m, np.int32)
-    partner = np.empty(m, np.int64)
-    sizes = np.empty(m, size.dtype)  # Int32 when the sizes fit (see scatter): 4 bytes less per record
-    flags = np.empty(m, np.uint8)
+    offsets: np.ndarray,
+    cell: np.ndarray,
+    partner: np.ndarray,
+    sizes: np.ndarray,
+    flags: np.ndarray,
+    dist: np.ndarray,
+) -> None:
+    """Pass 2: write each record into its (bucket, direction) run; runs start at `offsets`."""
     with_positions = pos.shape[0] > 0
-    dist = np.empty(m if with_positions else 0, np.float64)
     fill = offsets[:-1].copy()
     by_id = dense_tags.size > 0
     all_sized = size_ok.size == 0  # no missing size in this frame
-    for i in range(n):  # pass 2: write each record into its (bucket, direction) run
+    for i in range(pre.size):
         a = pre_value[i]
         b = post_value[i]
         t = dense_tags[ids[i] - tags_lo] if by_id else tag[i]
@@ -178,12 +193,11 @@ def _scatter(
             fill[run] = k + 1
             cell[k] = c
             partner[k] = post[i] if out else pre[i]
-            sizes[k] = value
+            sizes[k] = value  # Int32 when pass 1 found every size fits
             flags[k] = common | ((b if out else a) & 0xFF)
             if with_positions:
                 dx, dy, dz = ctr[i, 0] - pos[c, 0], ctr[i, 1] - pos[c, 1], ctr[i, 2] - pos[c, 2]
                 dist[k] = np.round(np.sqrt(dx * dx + dy * dy + dz * dz) / 1000.0, 6)
-    return offsets, cell, partner, sizes, flags, dist
 
 
 @njit(cache=True, nogil=True)
@@ -256,10 +270,7 @@ def scatter(
     # the validity mask only when some size is missing (real tables have none: one pass less)
     missing = size.null_count()
     size_ok = size.is_not_null().to_numpy() if missing else np.zeros(0, np.bool_)
-    sizes = (size.fill_null(0) if missing else size).cast(pl.Int64)
-    if sizes.len() and sizes.min() >= -(2**31) and sizes.max() < 2**31:  # type: ignore[operator]
-        sizes = sizes.cast(pl.Int32)  # real cleft sizes fit
-    sizes_np = sizes.to_numpy()
+    sizes = frozen((size.fill_null(0) if missing else size).cast(pl.Int64).to_numpy())
     if dense_tags is not None:
         ids, tag = frame.get_column("synapse_id").cast(pl.Int64).to_numpy(), np.zeros(0, np.uint8)
     else:
@@ -273,10 +284,23 @@ def scatter(
         pos = positions
     else:
         ctr, pos = np.empty((0, 3)), np.empty((0, 3))
-    offsets, cell, partner, sizes_out, flags, dist = _scatter(
-        frozen(frame.get_column("pre_root_id").cast(pl.Int64).to_numpy()),
-        frozen(frame.get_column("post_root_id").cast(pl.Int64).to_numpy()),
-        frozen(sizes_np),
+    pre = frozen(frame.get_column("pre_root_id").cast(pl.Int64).to_numpy())
+    post = frozen(frame.get_column("post_root_id").cast(pl.Int64).to_numpy())
+    pre_value, post_value = np.empty(n, np.int32), np.empty(n, np.int32)
+    counts, low, high = _look_up(
+        pre, post, sizes, frozen(table.slots), table.bits, bucket_shift, buckets, pre_value, post_value
+    )
+    offsets = np.zeros(2 * buckets + 1, np.int64)
+    offsets[1:] = np.cumsum(counts)
+    m = int(offsets[-1])
+    # Int32 sizes when they fit (real cleft sizes do): 4 bytes less per record, spilled and read back
+    sizes_out = np.empty(m, np.int32 if low >= -(2**31) and high < 2**31 else np.int64)
+    cell, partner, flags = np.empty(m, np.int32), np.empty(m, np.int64), np.empty(m, np.uint8)
+    dist = np.empty(m if positions is not None else 0, np.float64)
+    _place(
+        pre,
+        post,
+        sizes,
         frozen(size_ok),
         frozen(tag),
         frozen(ids),
@@ -284,9 +308,14 @@ def scatter(
         tags_lo,
         frozen(np.ascontiguousarray(ctr, dtype=np.float64)),
         frozen(np.ascontiguousarray(pos, dtype=np.float64)),
-        frozen(table.slots),
-        table.bits,
+        frozen(pre_value),
+        frozen(post_value),
         bucket_shift,
-        buckets,
+        offsets,
+        cell,
+        partner,
+        sizes_out,
+        flags,
+        dist,
     )
     return Records(offsets, cell, partner, sizes_out, flags, dist, positions is not None)
