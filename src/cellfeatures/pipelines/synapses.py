@@ -358,8 +358,10 @@ def _two_phase(
     # number of tasks grows instead.
     default_range = 5_000_000 if ctx.engine is not None else max(5_000_000, -(-rows // 32))
     range_rows = option(cfg, "range_rows", default_range, FAMILY)
-    # enough buckets that one holds ~6M synapses' records: phase-2 memory stays flat
-    buckets = option(cfg, "buckets", max(16, -(-rows // 6_000_000)), FAMILY)
+    # at least 32 buckets, and enough that one holds ~5M synapses' records: phase-2 memory stays flat. 100M
+    # synapses, 120k cells: 32 -> 8.35-8.67 s, 1.00-1.05 GiB; 16 -> 8.60-9.19 s, 1.03-1.07 GiB; 8 and 64
+    # slower. 337M: 64 -> 26.0-26.5 s, 1.66-1.68 GiB; 57 (one per 6M) -> 26.0-27.5 s, 1.77-1.79 GiB
+    buckets = option(cfg, "buckets", max(32, -(-rows // 5_000_000)), FAMILY)
     plan = sr.RangePlan(
         source_config=ctx.source.reopen_config() if ctx.engine is not None else {},
         syn_table=syn_table,
