@@ -352,11 +352,12 @@ def _two_phase(
     lo, hi = bounds
     if lo is None or hi is None:
         return pl.DataFrame().lazy()
-    # 5M-synapse ranges stay in cache; past 32 ranges, phase 2 would merge too many runs per bucket
-    # (337M: 42.0 s with 34 ranges of 10M, 43.9 s with 68 of 5M; 100M: 5M ranges 4% faster than 10M)
-    # On a cluster the range stays 5M whatever the table's size: memory per worker is bounded, and the
-    # number of tasks grows instead.
-    default_range = 5_000_000 if ctx.engine is not None else max(5_000_000, -(-rows // 32))
+    # 5M-synapse ranges: 100M 8.60-8.92 s against 9.23-9.32 with 2.5M (and 4% faster than 10M); 337M
+    # 29.4-29.7 s, 1.00-1.04 GiB against 28.4-32.5 s, 1.77-1.86 GiB with 34 ranges of 10M. Phase 2 reads
+    # every range file for every batch and keeps them open, so locally at most 256 ranges (larger ones past
+    # 1.3e9 synapses). On a cluster the range stays 5M whatever the table's size: memory per worker is
+    # bounded, and the number of tasks grows instead.
+    default_range = 5_000_000 if ctx.engine is not None else max(5_000_000, -(-rows // 256))
     range_rows = option(cfg, "range_rows", default_range, FAMILY)
     # at least 32 buckets, and enough that one holds ~5M synapses' records: phase-2 memory stays flat. 100M
     # synapses, 120k cells: 32 -> 8.35-8.67 s, 1.00-1.05 GiB; 16 -> 8.60-9.19 s, 1.03-1.07 GiB; 8 and 64
