@@ -44,7 +44,8 @@ SYN, TAGS, NUC, LABELS = (
 )
 CONFIG = {"synapse_table": SYN, "target_table": TAGS, "partner_label_table": LABELS, "soma_distance": False}
 RANGE_ROWS = 5_000_000  # the Dask engine's fixed range: memory per worker does not grow with the table
-SYNAPSES_PER_BUCKET = 6_000_000
+SYNAPSES_PER_BUCKET = 5_000_000  # and at least MIN_BUCKETS: the local and Dask default of synapses._two_phase
+MIN_BUCKETS = 32
 
 
 def own_peak_rss_bytes() -> int:
@@ -117,7 +118,7 @@ def projection(
     task on the one scheduler (serial).
     """
     ranges = -(-rows // RANGE_ROWS)
-    buckets = max(16, -(-rows // SYNAPSES_PER_BUCKET))
+    buckets = max(MIN_BUCKETS, -(-rows // SYNAPSES_PER_BUCKET))
     compute = rows * (per_syn_1 + per_syn_2) / workers
     io = rows * (source_bytes / (args.read_mb_s * 1e6) + 2 * scratch_bytes / (args.scratch_mb_s * 1e6)) / workers
     fan_in = ranges * buckets * args.open_ms / 1000 / workers
