@@ -25,18 +25,13 @@ def records(n: int, positions: bool = True) -> sk.Records:
     return sk.scatter(synapses(n), table, BUCKET_SHIFT, BUCKETS, POSITIONS if positions else None)
 
 
-def buffers_for(readers: list[rr.RunsFile]) -> dict[str, np.ndarray]:
-    dtypes, rows = rr.batch_layout(readers)
-    return {name: np.empty(max(rows), dtype) for name, dtype in dtypes.items()}
-
-
 def test_every_run_comes_back_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rr, "WRITE_PIECE", 1024)  # columns written in many pieces
     written = records(20_000)
     assert written.offsets.size == 2 * BUCKETS + 1 and written.height > 1_000
     rr.write_runs(written.columns(), written.offsets, tmp_path / "range.runs")
     with rr.open_runs([tmp_path / "range.runs"]) as readers:
-        buffers = buffers_for(readers)
+        buffers = rr.column_buffers(readers)
         for k in range(2 * BUCKETS):
             batch = rr.read_batch(readers, k, buffers)
             expected = written.batch(k)
@@ -49,7 +44,7 @@ def test_an_empty_run_reads_as_zero_rows(tmp_path: Path) -> None:
     columns = {"cell": np.array([0, 1, 1], np.int32), "partner": np.array([5, 6, 7], np.int64)}
     rr.write_runs(columns, np.array([0, 1, 1, 3]), tmp_path / "r.runs")
     with rr.open_runs([tmp_path / "r.runs"]) as readers:
-        buffers = buffers_for(readers)
+        buffers = rr.column_buffers(readers)
         assert [rr.read_batch(readers, k, buffers)["partner"].tolist() for k in range(3)] == [[5], [], [6, 7]]
 
 
@@ -62,7 +57,7 @@ def test_a_batch_spans_every_file_in_order_and_takes_the_widest_size_dtype(tmp_p
     with rr.open_runs(paths) as readers:
         dtypes, rows = rr.batch_layout(readers)
         assert dtypes["size"] == np.int64 and "dist" not in dtypes
-        buffers = buffers_for(readers)
+        buffers = rr.column_buffers(readers)
         for k in range(2 * BUCKETS):
             batch = rr.read_batch(readers, k, buffers)
             assert batch["cell"].size == rows[k]
@@ -81,7 +76,7 @@ def test_files_opened_through_fsspec_read_the_same(tmp_path: Path) -> None:
         rr.open_runs([lambda: fs.open("/runs-test/range.runs", "rb")], names=["memory://range.runs"]) as remote,
         rr.open_runs([tmp_path / "range.runs"]) as local,
     ):
-        a, b = buffers_for(remote), buffers_for(local)
+        a, b = rr.column_buffers(remote), rr.column_buffers(local)
         for k in (0, 7, 2 * BUCKETS - 1):
             got, expected = rr.read_batch(remote, k, a), rr.read_batch(local, k, b)
             assert all(np.array_equal(got[n], expected[n]) for n in expected)
@@ -94,7 +89,7 @@ def test_a_truncated_file_is_named_not_half_read(tmp_path: Path) -> None:
     rr.write_runs(written.columns(), written.offsets, path)
     path.write_bytes(path.read_bytes()[:-100])
     with rr.open_runs([path]) as readers, pytest.raises(StoreError, match=r"range-00003\.runs: truncated"):
-        buffers = buffers_for(readers)
+        buffers = rr.column_buffers(readers)
         for k in range(2 * BUCKETS):
             rr.read_batch(readers, k, buffers)
 

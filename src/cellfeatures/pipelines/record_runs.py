@@ -156,6 +156,14 @@ def batch_layout(readers: list[RunsFile]) -> tuple[dict[str, np.dtype[Any]], lis
     return dtypes, [sum(r.rows(k) for r in readers) for k in range(readers[0].runs)]
 
 
+def column_buffers(readers: list[RunsFile], batches: range | None = None) -> dict[str, np.ndarray]:
+    """One array per column, as long as the largest of `batches` (all by default) and of the widest dtype:
+    what read_batch fills, kept by its caller from one batch to the next."""
+    dtypes, rows = batch_layout(readers)
+    longest = max(rows[k] for k in (batches if batches is not None else range(len(rows))))
+    return {name: np.empty(longest, dtype) for name, dtype in dtypes.items()}
+
+
 def read_batch(readers: list[RunsFile], k: int, buffers: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run k of every file, one after the other, in the first rows of `buffers` (one array per column, long
     enough for the batch); returns views of those rows."""

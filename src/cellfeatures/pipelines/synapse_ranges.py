@@ -202,10 +202,9 @@ def run_local(
     with rr.open_runs(files) as readers, _no_cyclic_gc(), ThreadPoolExecutor(max_workers=threads) as pool:
         # per thread, column buffers as long as the largest batch and a grouping scratch, taken and given
         # back: every batch is read and grouped in place (no allocation, no page faults after the first)
-        dtypes, rows = rr.batch_layout(readers)
         idle: queue.SimpleQueue[tuple[dict[str, np.ndarray], sa.GroupScratch]] = queue.SimpleQueue()
         for _ in range(threads):
-            idle.put(({name: np.empty(max(rows), dtype) for name, dtype in dtypes.items()}, sa.GroupScratch()))
+            idle.put((rr.column_buffers(readers), sa.GroupScratch()))
 
         def bucket_part(k: int) -> pl.DataFrame | None:
             buffers, scratch = idle.get()
@@ -267,8 +266,7 @@ def aggregate_bucket_task(files: list[str], bucket: int, plan: RangePlan) -> dic
         return lambda: fs.open(path, "rb")
 
     with rr.open_runs([opener(f) for f in files], names=files) as readers:
-        dtypes, rows = rr.batch_layout(readers)
-        buffers = {name: np.empty(max(rows[2 * bucket : 2 * bucket + 2]), dtype) for name, dtype in dtypes.items()}
+        buffers = rr.column_buffers(readers, range(2 * bucket, 2 * bucket + 2))
         scratch = sa.GroupScratch()
         parts = [
             aggregate_batch(rr.read_batch(readers, k, buffers), plan, table, k, scratch)
