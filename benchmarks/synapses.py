@@ -269,11 +269,12 @@ def own_peak_rss_bytes() -> int | None:
 # What each engine imports before its clock starts, as polars is for the floor: a fixed cost per process
 # (0.8 s for cellfeatures' pipelines, pandera and numba included), not a cost of scanning synapses. It is
 # timed apart and printed in its own column.
+PIPELINE = ("cellfeatures.pipelines.synapses", "cellfeatures.pipelines.synapse_ranges")
 IMPORTS = {
     "floor": (),
-    "polars": ("cellfeatures.pipelines.synapses", "cellfeatures.pipelines.synapse_ranges"),
-    "polars_lazy": ("cellfeatures.pipelines.synapses", "cellfeatures.pipelines.synapse_ranges"),
-    "polars_bucketed": ("cellfeatures.pipelines.synapses", "cellfeatures.pipelines.synapse_ranges"),
+    "polars": PIPELINE,
+    "polars_lazy": PIPELINE,
+    "polars_bucketed": PIPELINE,
     "duckdb": ("duckdb",),
     "pandas": ("pandas",),
 }
