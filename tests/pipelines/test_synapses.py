@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import statistics
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cellfeatures.errors import StoreError
 from cellfeatures.pipelines import synapse_ranges, synapses
 from tests.conftest import cell_type_frame, context, nucleus_frame
 
@@ -304,3 +307,40 @@ def test_duplicate_target_predictions_are_refused(snapshot) -> None:
     source = source_with(snapshot, HAND_BUILT, tags)
     with pytest.raises(SchemaError, match=r"synapse_target_predictions_ssa(.|\n)*target_id(.|\n)*uniqueness"):
         synapses.build(context(source), CFG).collect()
+
+
+@pytest.mark.parametrize("failing", ["read", "aggregate"])
+def test_a_failing_phase_2_batch_stops_the_build_with_its_error_and_nothing_hangs(
+    snapshot, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Readers run ahead of the aggregators, each waiting for free buffers: a batch that fails must not
+    leave a reader waiting for buffers that no aggregation will give back (the build would hang)."""
+    from cellfeatures.pipelines import record_runs
+
+    monkeypatch.setattr(synapse_ranges, "READERS", 2)
+    monkeypatch.setattr(synapse_ranges, "AGGREGATORS", 1)
+    monkeypatch.setattr(synapse_ranges, "BATCH_BUFFERS", 2)  # readers blocked on buffers when batch 0 fails
+    module, name = (record_runs, "read_batch") if failing == "read" else (synapse_ranges, "aggregate_batch")
+    real = getattr(module, name)
+
+    def fails_on_batch_0(*args: Any) -> Any:
+        if (args[1] if failing == "read" else args[3]) == 0:  # read_batch(readers, k, ..), aggregate_batch(.., k, ..)
+            time.sleep(0.2)  # the readers fill every buffer meanwhile and wait for more
+            raise StoreError(f"batch 0 could not be {failing}")
+        return real(*args)
+
+    monkeypatch.setattr(module, name, fails_on_batch_0)
+    outcome: list[BaseException | None] = []
+
+    def build() -> None:
+        try:
+            pipeline(snapshot, HAND_BUILT, HAND_TAGS, engine="bucketed")
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=build, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "phase 2 hung after a failed batch"
+    assert isinstance(outcome[0], StoreError) and f"batch 0 could not be {failing}" in str(outcome[0])

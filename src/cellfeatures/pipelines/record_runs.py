@@ -3,15 +3,18 @@
 A file holds every column of one range's records, whole and back to back, with the runs (one per bucket and
 direction) in order inside each column, as synapse_kernels.scatter leaves them; a JSON header names the
 columns, their dtypes and the runs' offsets. Phase 2 reads run k of every file straight into its slice of
-one preallocated array per column: one copy (the kernel's, from the page cache) where Arrow IPC made three
+one preallocated array per column: one copy (from the staging buffer of a direct read, or the kernel's from
+the page cache) where Arrow IPC made three
 (read, concatenate, and the batch's allocation). Measured on a prototype of this module: 9.05-9.22 ->
 8.22-8.24 s on the 100M-synapse benchmark, 30.1-30.6 -> 28.0-28.1 s at 337M (interleaved rounds). Writes go
 in 1 MiB pieces: one write of a whole 40 MB column cost the kernel 2.5x more time (0.78-0.90 against
 0.33-0.35 s per 1.2 GB).
 
-Local files are read with pread (no seek, so two threads share a descriptor); anything else fsspec opens
-(a Dask scratch on shared storage) through seek and readinto. Memory-mapping the files instead (no copy at
-all) measured slower with Arrow IPC: a page fault per page.
+Local files are written and read around the page cache (O_DIRECT, _util/direct_io.py: the spill is read
+once, and new page-cache pages are what a VM with free-page reporting makes slow) and read with pread (no
+seek, so two threads share a descriptor); anything else fsspec opens (a Dask scratch on shared storage)
+through write, seek and readinto. Memory-mapping the files instead (no copy at all) measured slower with
+Arrow IPC: a page fault per page.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from cellfeatures._util import direct_io
 from cellfeatures.errors import StoreError
 
 MAGIC = b"CFRUNS01"  # the format's name and version
@@ -43,8 +47,8 @@ def write_runs(columns: dict[str, np.ndarray], offsets: np.ndarray, sink: Path |
     ).encode()
     lead = MAGIC + len(header).to_bytes(8, "little") + header
     with ExitStack() as stack:
-        out = stack.enter_context(open(sink, "wb")) if isinstance(sink, Path) else sink
-        out.write(lead + b"\0" * (-len(lead) % ALIGN))
+        out: Any = stack.enter_context(direct_io.DirectWriter(sink)) if isinstance(sink, Path) else sink
+        out.write(memoryview(lead + b"\0" * (-len(lead) % ALIGN)))
         for column in columns.values():
             data = np.ascontiguousarray(column).data.cast("B")
             for start in range(0, len(data), WRITE_PIECE):
@@ -58,6 +62,7 @@ class RunsFile:
         self.name = name
         self._handle = handle
         self._fd = handle.fileno() if isinstance(handle, RawFile) else None
+        self._direct = isinstance(handle, RawFile) and handle.direct
         lead = self._read_at(0, len(MAGIC) + 8)
         if lead[: len(MAGIC)] != MAGIC:
             raise StoreError(f"{name}: not a cellfeatures runs file (found {bytes(lead[: len(MAGIC)])!r})")
@@ -99,27 +104,28 @@ class RunsFile:
         return memoryview(buffer)
 
     def _read_into(self, offset: int, view: memoryview) -> None:
-        done = 0
-        if self._fd is None:
+        if self._fd is not None:
+            done = direct_io.pread_into(self._fd, self._direct, offset, view)
+        else:
+            done = 0
             self._handle.seek(offset)
-        while done < len(view):
-            if self._fd is not None:
-                got = os.preadv(self._fd, [view[done:]], offset + done)
-            else:
+            while done < len(view):
                 got = self._handle.readinto(view[done:])  # type: ignore[attr-defined]
-            if not got:
-                raise StoreError(
-                    f"{self.name}: truncated runs file (wanted {len(view)} bytes at {offset}, got {done}); "
-                    "the scratch files of this build were changed or cut short: rerun the build"
-                )
-            done += got
+                if not got:
+                    break
+                done += got
+        if done < len(view):
+            raise StoreError(
+                f"{self.name}: truncated runs file (wanted {len(view)} bytes at {offset}, got {done}); "
+                "the scratch files of this build were changed or cut short: rerun the build"
+            )
 
 
 class RawFile:
-    """A local file descriptor as a tiny binary handle: RunsFile reads it with pread."""
+    """A local file descriptor as a tiny binary handle: RunsFile reads it with pread, direct where it can."""
 
     def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDONLY)
+        self._fd, self.direct = direct_io.open_direct(path, os.O_RDONLY)
 
     def fileno(self) -> int:
         return self._fd

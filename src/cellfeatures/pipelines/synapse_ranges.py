@@ -45,6 +45,9 @@ from cellfeatures.pipelines.synapse_records import (
 from cellfeatures.sources.normalize import NO_TAG, canonical_synapse_tags, canonical_synapses
 
 READ_AHEAD = 2  # ranges read while one is scattered
+# phase 2: batches read ahead from the spill files while others are aggregated (aggregate_local)
+READERS, AGGREGATORS = 2, 2
+BATCH_BUFFERS = READERS + AGGREGATORS
 DENSE_TAG_SPAN = 2**28  # ids per range up to which tags are looked up in a dense byte array (256 MiB)
 
 
@@ -170,8 +173,7 @@ def run_local(
     1. Synapses and target tags are read one synapse-id range at a time (both tables are sorted by
        synapse id in CAVE exports, so Parquet statistics skip everything outside the range) on one
        thread, while this one scatters the previous range's records and another writes them.
-    2. Each (bucket, direction) batch is read from every range file and aggregated; two at a time, since
-       the kernel releases the GIL.
+    2. Each (bucket, direction) batch is read from every range file and aggregated (aggregate_local).
     """
     keep_freed_heap()
     files: list[Path] = []
@@ -197,28 +199,64 @@ def run_local(
         if pending is not None:
             pending.result()
 
-    parts = []
-    threads = 2
-    with rr.open_runs(files) as readers, _no_cyclic_gc(), ThreadPoolExecutor(max_workers=threads) as pool:
-        # per thread, column buffers as long as the largest batch and a grouping scratch, taken and given
-        # back: every batch is read and grouped in place (no allocation, no page faults after the first)
-        idle: queue.SimpleQueue[tuple[dict[str, np.ndarray], sa.GroupScratch]] = queue.SimpleQueue()
-        for _ in range(threads):
-            idle.put((rr.column_buffers(readers), sa.GroupScratch()))
-
-        def bucket_part(k: int) -> pl.DataFrame | None:
-            buffers, scratch = idle.get()
-            try:
-                return aggregate_batch(rr.read_batch(readers, k, buffers), plan, table, k, scratch)
-            finally:
-                idle.put((buffers, scratch))
-
-        for k, part in enumerate(pool.map(bucket_part, range(2 * plan.buckets))):
-            if part is not None:
-                parts.append(part)
-            if tick and k % 2 == 1:
-                tick("synapse buckets", k // 2 + 1, plan.buckets)
+    parts = aggregate_local(files, plan, table, tick)
     return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def aggregate_local(files: list[Path], plan: RangePlan, table: sk.RootTable, tick: Any = None) -> list[pl.DataFrame]:
+    """Phase 2 in this process: every batch read from the range files and aggregated, in order.
+
+    The files are read around the page cache (record_runs), so a read waits for the disk instead of
+    copying from memory: READERS threads read batches ahead into BATCH_BUFFERS sets of column buffers
+    while AGGREGATORS threads aggregate the ones read (the kernel releases the GIL). Buffers and grouping
+    scratch are made once and passed round: no allocation, no page faults after the first batches."""
+    parts: list[pl.DataFrame] = []
+    with (
+        rr.open_runs(files) as readers,
+        _no_cyclic_gc(),
+        ThreadPoolExecutor(max_workers=READERS) as reading,
+        ThreadPoolExecutor(max_workers=AGGREGATORS) as aggregating,
+    ):
+        free: queue.SimpleQueue[dict[str, np.ndarray] | None] = queue.SimpleQueue()  # None: stop reading
+        for _ in range(BATCH_BUFFERS):
+            free.put(rr.column_buffers(readers))
+        scratches: queue.SimpleQueue[sa.GroupScratch] = queue.SimpleQueue()
+        for _ in range(AGGREGATORS):
+            scratches.put(sa.GroupScratch())
+
+        def read(k: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+            buffers = free.get()  # reads are submitted in batch order: an earlier batch frees these
+            if buffers is None:
+                raise RuntimeError("phase 2 stopped: another batch failed")
+            try:
+                return buffers, rr.read_batch(readers, k, buffers)
+            except BaseException:
+                free.put(buffers)
+                raise
+
+        def aggregate(k: int, batch_read: Future[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]) -> Any:
+            buffers, batch = batch_read.result()
+            scratch = scratches.get()
+            try:
+                return aggregate_batch(batch, plan, table, k, scratch)
+            finally:
+                scratches.put(scratch)
+                free.put(buffers)
+
+        batches = range(2 * plan.buckets)
+        reads = [reading.submit(read, k) for k in batches]
+        try:
+            for k, part in enumerate(aggregating.map(aggregate, batches, reads)):
+                if part is not None:
+                    parts.append(part)
+                if tick and k % 2 == 1:
+                    tick("synapse buckets", k // 2 + 1, plan.buckets)
+        finally:  # after a failure: no read may wait for buffers whose batch will not be aggregated
+            for pending in reads:
+                pending.cancel()
+            for _ in range(READERS):
+                free.put(None)
+    return parts
 
 
 # ------------------------------------------------------------------ the units as remote tasks
