@@ -40,3 +40,27 @@ def test_more_cells_than_the_packed_lookup_holds_is_refused_not_wrapped(monkeypa
 
     with pytest.raises(IdentityError, match="attributable cells"):
         sk.root_table(ROOTS)
+
+
+def test_input_arrays_concatenate_chunks_into_memory_reused_from_one_range_to_the_next() -> None:
+    inputs = sk.InputArrays()
+    first = pl.concat([pl.Series("x", [1, 2, 3]), pl.Series("x", [4, 5])], rechunk=False)
+    assert first.n_chunks() == 2
+    a = inputs.of("x", first, pl.Int64)
+    assert a.dtype == np.int64 and a.tolist() == [1, 2, 3, 4, 5]
+    second = pl.concat([pl.Series("x", [7]), pl.Series("x", [8, 9])], rechunk=False)
+    b = inputs.of("x", second, pl.Int64)
+    assert b.tolist() == [7, 8, 9] and np.shares_memory(a, b), "the second range reuses the first's array"
+    larger = pl.concat([pl.Series("x", list(range(10))), pl.Series("x", [10])], rechunk=False)
+    assert inputs.of("x", larger, pl.Int64).tolist() == list(range(11)), "grows when a range is larger"
+    assert inputs.of("y", second, pl.UInt8).dtype == np.uint8
+
+
+def test_input_arrays_leave_one_chunk_and_null_holding_columns_to_polars() -> None:
+    inputs = sk.InputArrays()
+    one = pl.Series("x", [1, 2, 3])
+    assert inputs.of("x", one, pl.Int64).tolist() == [1, 2, 3]
+    with_null = pl.concat([pl.Series("x", [1, None]), pl.Series("x", [3])], rechunk=False)
+    got = inputs.of("x", with_null, pl.Int64)
+    assert np.isnan(got[1]) and got[2] == 3, "nulls as polars hands them out (the caller fills them first)"
+    assert sk.as_array(with_null.fill_null(0), pl.Int64, None, "x").tolist() == [1, 0, 3]

@@ -120,8 +120,16 @@ class RangeFrame:
     lo: int
 
 
-def range_frame(syn: pl.LazyFrame, tags: pl.LazyFrame | None, plan: RangePlan, a: int, b: int) -> RangeFrame:
-    """Synapses of ids [a, b) touching a cell, and their tags (the range's tags are read here)."""
+def range_frame(
+    syn: pl.LazyFrame,
+    tags: pl.LazyFrame | None,
+    plan: RangePlan,
+    a: int,
+    b: int,
+    inputs: sk.InputArrays | None = None,
+) -> RangeFrame:
+    """Synapses of ids [a, b) touching a cell, and their tags (the range's tags are read here; `inputs`:
+    arrays the caller's thread reuses for the tag columns)."""
     cell_roots = plan.roots.cells.implode()
     in_range = (pl.col("synapse_id") >= a) & (pl.col("synapse_id") < b)
     # synapses that touch no attributable cell contribute to no feature: drop them while reading
@@ -129,14 +137,16 @@ def range_frame(syn: pl.LazyFrame, tags: pl.LazyFrame | None, plan: RangePlan, a
     frame = syn.filter(in_range & touches_a_cell)
     dense = None
     if tags is not None:
-        frame, dense = with_tag_codes(frame, tags.filter(in_range).collect(), plan.tag_table, a, b)
+        frame, dense = with_tag_codes(frame, tags.filter(in_range).collect(), plan.tag_table, a, b, inputs)
     return RangeFrame(frame.collect(), dense, a)
 
 
-def range_records(frame: RangeFrame, plan: RangePlan, table: sk.RootTable) -> sk.Records:
+def range_records(
+    frame: RangeFrame, plan: RangePlan, table: sk.RootTable, inputs: sk.InputArrays | None = None
+) -> sk.Records:
     """One range's records, grouped by bucket and direction."""
     return sk.scatter(
-        frame.synapses, table, plan.bucket_shift, plan.buckets, plan.positions, frame.dense_tags, frame.lo
+        frame.synapses, table, plan.bucket_shift, plan.buckets, plan.positions, frame.dense_tags, frame.lo, inputs
     )
 
 
@@ -180,14 +190,16 @@ def run_local(
     with _no_cyclic_gc(), ThreadPoolExecutor(max_workers=1) as io, ThreadPoolExecutor(max_workers=1) as ahead:
         pending: Future[None] | None = None
         # READ_AHEAD ranges read ahead: with one, a read that finished before the scatter left its core idle
-        frames = deque(ahead.submit(range_frame, syn, tags, plan, *r) for r in ranges[:READ_AHEAD])
+        tag_inputs = sk.InputArrays()  # the one `ahead` thread reads every range
+        frames = deque(ahead.submit(range_frame, syn, tags, plan, *r, tag_inputs) for r in ranges[:READ_AHEAD])
         # built while the first range is read: a process's first kernel call also loads numba (~0.6 s)
         table = sk.root_table(plan.roots)
+        inputs = sk.InputArrays()  # this thread scatters every range
         for i in range(len(ranges)):
             frame = frames.popleft().result()
             if i + READ_AHEAD < len(ranges):
-                frames.append(ahead.submit(range_frame, syn, tags, plan, *ranges[i + READ_AHEAD]))
-            records = range_records(frame, plan, table)
+                frames.append(ahead.submit(range_frame, syn, tags, plan, *ranges[i + READ_AHEAD], tag_inputs))
+            records = range_records(frame, plan, table, inputs)
             del frame
             if pending is not None:
                 pending.result()  # at most one range's records in flight
@@ -198,6 +210,7 @@ def run_local(
                 tick("synapse ranges", i + 1, len(ranges))
         if pending is not None:
             pending.result()
+        del inputs, tag_inputs  # phase 1's reused input arrays: not held through phase 2
 
     parts = aggregate_local(files, plan, table, tick)
     return pl.concat(parts) if parts else pl.DataFrame()
@@ -318,7 +331,7 @@ def aggregate_bucket_task(files: list[str], bucket: int, plan: RangePlan) -> dic
 
 
 def with_tag_codes(
-    synapses: pl.LazyFrame, tags: pl.DataFrame, table: str, lo: int, hi: int
+    synapses: pl.LazyFrame, tags: pl.DataFrame, table: str, lo: int, hi: int, inputs: sk.InputArrays | None = None
 ) -> tuple[pl.LazyFrame, np.ndarray | None]:
     """The tag codes (see canonical_synapse_tags; 0 when untagged) of synapses with ids in [lo, hi): either
     a dense array over the id range (code of id i at i - lo; the kernel reads it, synapses unchanged) or,
@@ -332,7 +345,8 @@ def with_tag_codes(
     refuse_unknown_tags(tags, table)
     tag_ids, codes = tags.get_column("synapse_id"), tags.get_column("tag_code")
     if hi - lo <= DENSE_TAG_SPAN:
-        dense = sk.dense_tags(tag_ids.cast(pl.Int64).to_numpy(), codes.cast(pl.UInt8).to_numpy(), lo, hi)
+        ids = sk.as_array(tag_ids, pl.Int64, inputs, "tag_id")
+        dense = sk.dense_tags(ids, sk.as_array(codes, pl.UInt8, inputs, "tag_code"), lo, hi)
         if dense is not None:
             return synapses, dense
     refuse_duplicated_tags(tags, table)
