@@ -1,13 +1,12 @@
 """Scratch files written and read around the page cache (O_DIRECT), for data that is read once, soon.
 
 Why: the synapse plan spills every record once (5.3 GB at 337M synapses, 17 bytes per record; 7.8 GB
-with soma distances) and reads it back once. Through
-the page cache each spilled page is a new page-cache page, and on a VM whose free memory was handed back
-to the host (virtio-balloon free-page reporting, as on the Firecracker reference machine) the first
-touch of a new page costs ~5 µs in the host: measured with dd on that machine, 4 GB written buffered took
-21-26 s (20-25 s of it kernel time), 4 GB with O_DIRECT 2.9 s, read back with O_DIRECT 2.6 s. Direct
-I/O goes through one page-aligned staging buffer per thread, made once and reused, so no new pages
-appear however much is spilled.
+with soma distances) and reads it back once. Through the page cache each spilled page is a new page-cache
+page, and on a VM whose free memory was handed back to the host (virtio-balloon free-page reporting, as on
+the Firecracker reference machine) the first touch of a new page costs ~5 µs in the host: measured with
+dd on that machine, 4 GB written buffered took 21-26 s (20-25 s of it kernel time), 4 GB with O_DIRECT
+2.9 s, read back with O_DIRECT 2.6 s. Direct I/O goes through one page-aligned staging buffer per thread,
+made once and reused, so no new pages appear however much is spilled.
 
 O_DIRECT wants file offsets, lengths and buffer addresses aligned to the device's block (512 bytes or
 4 KiB): files are written in aligned pieces, the tail padded and then cut back with ftruncate, so the

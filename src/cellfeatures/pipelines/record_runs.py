@@ -4,14 +4,13 @@ A file holds every column of one range's records, whole and back to back, with t
 direction) in order inside each column, as synapse_kernels.scatter leaves them; a JSON header names the
 columns, their dtypes and the runs' offsets. Phase 2 reads run k of every file straight into its slice of
 one preallocated array per column: one copy (from the staging buffer of a direct read, or the kernel's from
-the page cache) where Arrow IPC made three
-(read, concatenate, and the batch's allocation). Measured on a prototype of this module: 9.05-9.22 ->
-8.22-8.24 s on the 100M-synapse benchmark, 30.1-30.6 -> 28.0-28.1 s at 337M (interleaved rounds). Writes go
-in 1 MiB pieces: one write of a whole 40 MB column cost the kernel 2.5x more time (0.78-0.90 against
-0.33-0.35 s per 1.2 GB).
+the page cache) where Arrow IPC made three (read, concatenate, and the batch's allocation). Measured on a
+prototype of this module: 9.05-9.22 -> 8.22-8.24 s on the 100M-synapse benchmark, 30.1-30.6 -> 28.0-28.1 s
+at 337M (interleaved rounds). Writes go in 1 MiB pieces: one write of a whole 40 MB column cost the kernel
+2.5x more time (0.78-0.90 against 0.33-0.35 s per 1.2 GB).
 
 Local files are written and read around the page cache (O_DIRECT, _util/direct_io.py: the spill is read
-once, and new page-cache pages are what a VM with free-page reporting makes slow) and read with pread (no
+once, and new page-cache pages are what a VM with free-page reporting makes slow), reads with pread (no
 seek, so two threads share a descriptor); anything else fsspec opens (a Dask scratch on shared storage)
 through write, seek and readinto. Memory-mapping the files instead (no copy at all) measured slower with
 Arrow IPC: a page fault per page.
