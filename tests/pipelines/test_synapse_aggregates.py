@@ -66,10 +66,10 @@ import numpy as np
 import polars as pl
 table = sk.root_table(ROOTS)
 coded = synapses(2_000)  # tag codes in a column: the one-frame plan
-chunked = pl.concat([coded.head(900), coded.tail(1_100)], rechunk=False)  # polars copies: writable arrays
+chunked = pl.concat([coded.head(900), coded.tail(1_100)], rechunk=False)  # scattered chunk by chunk
 untagged = coded.drop("tag_code")
 by_id = coded.with_columns(pl.int_range(2_000).alias("synapse_id")).drop("tag_code")  # dense tags: big tables
-dense = sk.dense_tags(np.arange(2_000), coded["tag_code"].to_numpy(), 0, 2_000)
+dense = sk.dense_tags(pl.DataFrame({"synapse_id": np.arange(2_000), "tag_code": coded["tag_code"]}), 0, 2_000)
 for frame, tags in ((coded, None), (chunked, None), (untagged, None), (by_id, dense)):
     for positions in (None, POSITIONS):
         records = sk.scatter(frame, table, 31, 1, positions, tags, 0)

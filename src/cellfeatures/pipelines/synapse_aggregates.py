@@ -323,7 +323,8 @@ def warm_up(parts: tuple[str, ...] = WARM_UP_PARTS) -> None:
             {"synapse_id": [1, 2], "pre_root_id": [5, 6], "post_root_id": [6, 7], "size_vx": [1, None]},
             schema_overrides={"size_vx": pl.Int64},
         ).with_columns(pl.lit(1.0).alias(f"ctr_{a}_nm") for a in "xyz")
-        dense = sk.dense_tags(np.array([1, 2]), np.array([1, 2], np.uint8), 0, 3)
+        tags = pl.DataFrame({"synapse_id": [1, 2], "tag_code": [1, 2]}, schema_overrides={"tag_code": pl.UInt8})
+        dense = sk.dense_tags(tags, 0, 3)
         for positions in (None, np.zeros((3, 3))):
             sk.scatter(frame, table, 31, 1, positions, dense, 0)
     if "aggregates" in parts:  # a batch with the dtypes scatter gives (Int32 sizes: real cleft sizes fit)

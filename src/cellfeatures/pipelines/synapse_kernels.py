@@ -20,17 +20,20 @@ um) when positions are used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import polars as pl
 from numba import njit
 
+from cellfeatures._util.prefetch import prefetch
 from cellfeatures.errors import IdentityError
 from cellfeatures.pipelines.synapse_records import CLASS_CODES, RootSets
 from cellfeatures.vocab import EXC, INH
 
 HAS_NUCLEUS, CLASS_SHIFT, TAG_SHIFT, SIZE_MISSING = 1, 1, 3, 32
 MAX_CELLS = 2**23 - 1  # MICrONS minnie65 has ~145,000 nuclei
+LOOK_AHEAD = 32  # rows between prefetching a root's slot and looking it up (8: 21, 16: 20, 32: 17.6 ns per row)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
 
 
@@ -45,34 +48,33 @@ def frozen(array: np.ndarray) -> np.ndarray:
     return view
 
 
-class InputArrays:
-    """NumPy arrays for the kernels' input columns, reused from one range to the next by one caller.
-
-    Why: a range's columns arrive in several chunks (one per row group read), and `to_numpy` concatenates
-    them into new memory every range: 35% of the page faults of the 100M-synapse benchmark (0.13M of 0.37M,
-    perf), and on a VM whose free memory went back to its host each new page costs a host fault. Chunks
-    are copied into these instead; a one-chunk column without nulls is still handed out without a copy.
-    Not thread-safe: one per thread that scatters."""
-
-    def __init__(self) -> None:
-        self._arrays: dict[str, np.ndarray] = {}
-
-    def of(self, name: str, series: pl.Series, dtype: type[pl.DataType]) -> np.ndarray:
-        """`series` as a contiguous array of `dtype`, valid until the next call for `name`."""
-        column = series.cast(dtype)
-        if column.n_chunks() == 1 or column.null_count():
-            return column.to_numpy()
-        chunks = [chunk.to_numpy() for chunk in column.get_chunks()]  # views: no nulls
-        n = column.len()
-        target = self._arrays.get(name)
-        if target is None or target.size < n or target.dtype != chunks[0].dtype:
-            target = self._arrays[name] = np.empty(n + n // 4, chunks[0].dtype)  # room for larger ranges
-        np.concatenate(chunks, out=target[:n])
-        return target[:n]
+MIN_PIECE_ROWS = 4096  # below this on average, a frame is rechunked: each kernel call costs ~10 us
 
 
-def as_array(series: pl.Series, dtype: type[pl.DataType], inputs: InputArrays | None, name: str) -> np.ndarray:
-    return inputs.of(name, series, dtype) if inputs is not None else series.cast(dtype).to_numpy()
+def aligned_pieces(frame: pl.DataFrame) -> list[pl.DataFrame]:
+    """`frame` cut at every column's chunk boundaries: each piece's columns are single chunks, which
+    `to_numpy` hands out without a copy (a column without nulls).
+
+    Why: a range's columns arrive in one chunk per row group read (the filtered root columns cut once
+    more), and `to_numpy` of a whole column concatenates them into new memory every range: 0.65 s of
+    copying per 100M synapses on the scattering thread, and on a VM whose free memory went back to its
+    host, each new page is a host fault. The kernels run once per piece instead (every row is
+    independent, the counts add up). A frame of many tiny chunks is rechunked once."""
+    edges = {0, frame.height}
+    for column in frame.iter_columns():
+        start = 0
+        for chunk in column.get_chunks():
+            start += len(chunk)
+            edges.add(start)
+    cuts = sorted(edges)
+    if len(cuts) - 1 > max(1, frame.height // MIN_PIECE_ROWS):
+        frame, cuts = frame.rechunk(), [0, frame.height]
+    return [frame.slice(a, b - a) for a, b in pairwise(cuts) if b > a]
+
+
+def column_array(piece: pl.DataFrame, name: str, dtype: type[pl.DataType]) -> np.ndarray:
+    """A piece's column as a read-only array of `dtype` (no copy when it already has that type)."""
+    return frozen(piece.get_column(name).cast(dtype).to_numpy())
 
 
 @njit(inline="always")
@@ -161,11 +163,18 @@ def _look_up(
     post_value: np.ndarray,
 ) -> tuple[np.ndarray, int, int]:
     """Pass 1: look both roots up once (into pre_value, post_value), count records per (bucket, direction),
-    and find the sizes' range (whether they fit Int32: in polars, min, max and a cast were three passes)."""
+    and find the sizes' range (whether they fit Int32: in polars, min, max and a cast were three passes).
+
+    The slots of row i + LOOK_AHEAD are prefetched (cellfeatures._util.prefetch has the why and the numbers)."""
     shift, mask = 64 - bits, (1 << bits) - 1
     counts = np.zeros(2 * buckets, np.int64)
     low = high = 0
-    for i in range(pre.size):
+    n = pre.size
+    for i in range(n):
+        ahead = i + LOOK_AHEAD
+        if ahead < n:  # the table's slots for a later row, loading while this one is looked up
+            prefetch(slots, hash_slot(pre[ahead], shift))
+            prefetch(slots, hash_slot(post[ahead], shift))
         a = _find(pre[i], slots, shift, mask)
         b = _find(post[i], slots, shift, mask)
         pre_value[i] = a  # (cell + 1) << 8 | flags fits in 32 bits: fewer than 2**23 cells
@@ -194,16 +203,16 @@ def _place(
     pre_value: np.ndarray,
     post_value: np.ndarray,
     bucket_shift: int,
-    offsets: np.ndarray,
+    fill: np.ndarray,
     cell: np.ndarray,
     partner: np.ndarray,
     sizes: np.ndarray,
     flags: np.ndarray,
     dist: np.ndarray,
 ) -> None:
-    """Pass 2: write each record into its (bucket, direction) run; runs start at `offsets`."""
+    """Pass 2: write each record into its (bucket, direction) run, at `fill[run]` (advanced: a frame's
+    pieces are placed one after the other)."""
     with_positions = pos.shape[0] > 0
-    fill = offsets[:-1].copy()
     by_id = dense_tags.size > 0
     all_sized = size_ok.size == 0  # no missing size in this frame
     for i in range(pre.size):
@@ -231,24 +240,26 @@ def _place(
 
 
 @njit(cache=True, nogil=True)
-def _dense_tags(ids: np.ndarray, codes: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, bool]:
-    dense = np.zeros(hi - lo, np.uint8)
-    filled = np.zeros(hi - lo, np.bool_)
+def _dense_tags(ids: np.ndarray, codes: np.ndarray, lo: int, dense: np.ndarray, filled: np.ndarray) -> bool:
     for i in range(ids.size):
         j = ids[i] - lo
         if filled[j]:
-            return dense, False
+            return False
         filled[j] = True
         dense[j] = codes[i]
-    return dense, True
+    return True
 
 
-def dense_tags(ids: np.ndarray, codes: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
-    """Tag codes by synapse id - lo for ids in [lo, hi) (0 where no prediction), or None when an id has
-    two predictions (the caller names them). One pass, where numpy's fancy assignment and its checks took
-    four."""
-    dense, unique = _dense_tags(frozen(ids), frozen(codes), lo, hi)
-    return dense if unique else None
+def dense_tags(tags: pl.DataFrame, lo: int, hi: int) -> np.ndarray | None:
+    """Tag codes by synapse id - lo for the tags' ids (synapse_id, tag_code; all in [lo, hi)), 0 where no
+    prediction, or None when an id has two predictions (the caller names them). One pass per piece, where
+    numpy's fancy assignment and its checks took four."""
+    dense, filled = np.zeros(hi - lo, np.uint8), np.zeros(hi - lo, np.bool_)
+    for piece in aligned_pieces(pl.DataFrame([tags.get_column("synapse_id"), tags.get_column("tag_code")])):
+        ids, codes = column_array(piece, "synapse_id", pl.Int64), column_array(piece, "tag_code", pl.UInt8)
+        if not _dense_tags(ids, codes, lo, dense, filled):
+            return None
+    return dense
 
 
 @dataclass
@@ -280,6 +291,45 @@ class Records:
         return int(self.cell.size)
 
 
+@dataclass
+class _Piece:
+    """One aligned piece of a scatter's frame, as the kernels read it."""
+
+    pre: np.ndarray
+    post: np.ndarray
+    size: np.ndarray  # Int64, 0 where missing
+    size_ok: np.ndarray  # empty when no size is missing
+    tag: np.ndarray  # tag codes by row, or empty when they are looked up by id
+    ids: np.ndarray  # synapse ids when tags are looked up by id, else empty
+    ctr: np.ndarray  # synapse positions (rows x 3, nm) with positions, else (0, 3)
+
+    @property
+    def rows(self) -> int:
+        return int(self.pre.size)
+
+
+def _piece(piece: pl.DataFrame, by_id: bool, with_positions: bool) -> _Piece:
+    size = piece.get_column("size_vx")
+    # the validity mask only when some size is missing (real tables have none: one pass less)
+    missing = size.null_count()
+    size_ok = size.is_not_null().to_numpy() if missing else np.zeros(0, np.bool_)
+    sizes = (size.fill_null(0) if missing else size).cast(pl.Int64).to_numpy()
+    if by_id:
+        ids, tag = column_array(piece, "synapse_id", pl.Int64), np.zeros(0, np.uint8)
+    elif "tag_code" in piece.columns:
+        ids, tag = np.zeros(0, np.int64), column_array(piece, "tag_code", pl.UInt8)
+    else:
+        ids, tag = np.zeros(0, np.int64), np.zeros(piece.height, np.uint8)
+    if with_positions:
+        axes = [piece.get_column(f"ctr_{a}_nm").cast(pl.Float64).fill_null(np.nan).to_numpy() for a in "xyz"]
+        ctr = np.ascontiguousarray(np.column_stack(axes))
+    else:
+        ctr = np.empty((0, 3))
+    pre, post = column_array(piece, "pre_root_id", pl.Int64), column_array(piece, "post_root_id", pl.Int64)
+    # every array read-only: one compiled version of each kernel (see frozen)
+    return _Piece(pre, post, *(frozen(a) for a in (sizes, size_ok, tag, ids, ctr)))
+
+
 def scatter(
     frame: pl.DataFrame,
     table: RootTable,
@@ -288,39 +338,41 @@ def scatter(
     positions: np.ndarray | None,
     dense_tags: np.ndarray | None = None,
     tags_lo: int = 0,
-    inputs: InputArrays | None = None,
 ) -> Records:
     """Records of every synapse in `frame` (pre_root_id, post_root_id, size_vx [, tag_code] [, ctr_*_nm]),
     grouped by bucket (cell index >> bucket_shift: a power of two, so no division per record) and direction.
 
     positions: the cells' nucleus positions in nm (cells x 3), or None. dense_tags: tag codes by synapse
     id - tags_lo (then frame has synapse_id instead of tag_code): read in the kernel, where a gather in
-    the scan plan cost a pass of its own. inputs: arrays reused for the input columns (see InputArrays)."""
+    the scan plan cost a pass of its own. The kernels run once per aligned piece (aligned_pieces: no copy
+    of the input columns)."""
+    by_id = dense_tags is not None
+    read = ["pre_root_id", "post_root_id", "size_vx"]
+    read += ["synapse_id"] if by_id else [name for name in ("tag_code",) if name in frame.columns]
+    read += [f"ctr_{a}_nm" for a in "xyz"] if positions is not None else []  # (a select would rechunk)
+    pieces = [
+        _piece(piece, by_id, positions is not None)
+        for piece in aligned_pieces(pl.DataFrame([frame.get_column(name) for name in read]))
+    ]
     n = frame.height
-    size = frame.get_column("size_vx")
-    # the validity mask only when some size is missing (real tables have none: one pass less)
-    missing = size.null_count()
-    size_ok = size.is_not_null().to_numpy() if missing else np.zeros(0, np.bool_)
-    sizes = frozen(as_array(size.fill_null(0) if missing else size, pl.Int64, inputs, "size"))
-    if dense_tags is not None:
-        ids, tag = as_array(frame.get_column("synapse_id"), pl.Int64, inputs, "id"), np.zeros(0, np.uint8)
-    else:
-        ids, dense_tags = np.zeros(0, np.int64), np.zeros(0, np.uint8)
-        has_codes = "tag_code" in frame.columns
-        tag = frame.get_column("tag_code").cast(pl.UInt8).to_numpy() if has_codes else np.zeros(n, np.uint8)
-    if positions is not None:
-        ctr = np.column_stack(
-            [frame.get_column(f"ctr_{a}_nm").cast(pl.Float64).fill_null(np.nan).to_numpy() for a in "xyz"]
-        )
-        pos = positions
-    else:
-        ctr, pos = np.empty((0, 3)), np.empty((0, 3))
-    pre = frozen(as_array(frame.get_column("pre_root_id"), pl.Int64, inputs, "pre"))
-    post = frozen(as_array(frame.get_column("post_root_id"), pl.Int64, inputs, "post"))
     pre_value, post_value = np.empty(n, np.int32), np.empty(n, np.int32)
-    counts, low, high = _look_up(
-        pre, post, sizes, frozen(table.slots), table.bits, bucket_shift, buckets, pre_value, post_value
-    )
+    slots = frozen(table.slots)
+    counts, low, high, start = np.zeros(2 * buckets, np.int64), 0, 0, 0
+    for piece in pieces:
+        stop = start + piece.rows
+        piece_counts, piece_low, piece_high = _look_up(
+            piece.pre,
+            piece.post,
+            piece.size,
+            slots,
+            table.bits,
+            bucket_shift,
+            buckets,
+            pre_value[start:stop],
+            post_value[start:stop],
+        )
+        counts += piece_counts
+        low, high, start = min(low, piece_low), max(high, piece_high), stop
     offsets = np.zeros(2 * buckets + 1, np.int64)
     offsets[1:] = np.cumsum(counts)
     m = int(offsets[-1])
@@ -328,25 +380,31 @@ def scatter(
     sizes_out = np.empty(m, np.int32 if low >= -(2**31) and high < 2**31 else np.int64)
     cell, partner, flags = np.empty(m, np.int32), np.empty(m, np.int64), np.empty(m, np.uint8)
     dist = np.empty(m if positions is not None else 0, np.float64)
-    _place(
-        pre,
-        post,
-        sizes,
-        frozen(size_ok),
-        frozen(tag),
-        frozen(ids),
-        frozen(dense_tags.astype(np.uint8, copy=False)),
-        tags_lo,
-        frozen(np.ascontiguousarray(ctr, dtype=np.float64)),
-        frozen(np.ascontiguousarray(pos, dtype=np.float64)),
-        frozen(pre_value),
-        frozen(post_value),
-        bucket_shift,
-        offsets,
-        cell,
-        partner,
-        sizes_out,
-        flags,
-        dist,
-    )
+    dense = frozen(np.zeros(0, np.uint8) if dense_tags is None else dense_tags.astype(np.uint8, copy=False))
+    pos = frozen(np.ascontiguousarray(positions if positions is not None else np.empty((0, 3)), dtype=np.float64))
+    fill, start = offsets[:-1].copy(), 0
+    for piece in pieces:
+        stop = start + piece.rows
+        _place(
+            piece.pre,
+            piece.post,
+            piece.size,
+            piece.size_ok,
+            piece.tag,
+            piece.ids,
+            dense,
+            tags_lo,
+            piece.ctr,
+            pos,
+            frozen(pre_value[start:stop]),
+            frozen(post_value[start:stop]),
+            bucket_shift,
+            fill,
+            cell,
+            partner,
+            sizes_out,
+            flags,
+            dist,
+        )
+        start = stop
     return Records(offsets, cell, partner, sizes_out, flags, dist, positions is not None)

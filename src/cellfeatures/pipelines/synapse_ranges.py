@@ -126,10 +126,8 @@ def range_frame(
     plan: RangePlan,
     a: int,
     b: int,
-    inputs: sk.InputArrays | None = None,
 ) -> RangeFrame:
-    """Synapses of ids [a, b) touching a cell, and their tags (the range's tags are read here; `inputs`:
-    arrays the caller's thread reuses for the tag columns)."""
+    """Synapses of ids [a, b) touching a cell, and their tags (the range's tags are read here)."""
     cell_roots = plan.roots.cells.implode()
     in_range = (pl.col("synapse_id") >= a) & (pl.col("synapse_id") < b)
     # synapses that touch no attributable cell contribute to no feature: drop them while reading
@@ -137,16 +135,14 @@ def range_frame(
     frame = syn.filter(in_range & touches_a_cell)
     dense = None
     if tags is not None:
-        frame, dense = with_tag_codes(frame, tags.filter(in_range).collect(), plan.tag_table, a, b, inputs)
+        frame, dense = with_tag_codes(frame, tags.filter(in_range).collect(), plan.tag_table, a, b)
     return RangeFrame(frame.collect(), dense, a)
 
 
-def range_records(
-    frame: RangeFrame, plan: RangePlan, table: sk.RootTable, inputs: sk.InputArrays | None = None
-) -> sk.Records:
+def range_records(frame: RangeFrame, plan: RangePlan, table: sk.RootTable) -> sk.Records:
     """One range's records, grouped by bucket and direction."""
     return sk.scatter(
-        frame.synapses, table, plan.bucket_shift, plan.buckets, plan.positions, frame.dense_tags, frame.lo, inputs
+        frame.synapses, table, plan.bucket_shift, plan.buckets, plan.positions, frame.dense_tags, frame.lo
     )
 
 
@@ -190,16 +186,14 @@ def run_local(
     with _no_cyclic_gc(), ThreadPoolExecutor(max_workers=1) as io, ThreadPoolExecutor(max_workers=1) as ahead:
         pending: Future[None] | None = None
         # READ_AHEAD ranges read ahead: with one, a read that finished before the scatter left its core idle
-        tag_inputs = sk.InputArrays()  # the one `ahead` thread reads every range
-        frames = deque(ahead.submit(range_frame, syn, tags, plan, *r, tag_inputs) for r in ranges[:READ_AHEAD])
+        frames = deque(ahead.submit(range_frame, syn, tags, plan, *r) for r in ranges[:READ_AHEAD])
         # built while the first range is read: a process's first kernel call also loads numba (~0.6 s)
         table = sk.root_table(plan.roots)
-        inputs = sk.InputArrays()  # this thread scatters every range
         for i in range(len(ranges)):
             frame = frames.popleft().result()
             if i + READ_AHEAD < len(ranges):
-                frames.append(ahead.submit(range_frame, syn, tags, plan, *ranges[i + READ_AHEAD], tag_inputs))
-            records = range_records(frame, plan, table, inputs)
+                frames.append(ahead.submit(range_frame, syn, tags, plan, *ranges[i + READ_AHEAD]))
+            records = range_records(frame, plan, table)
             del frame
             if pending is not None:
                 pending.result()  # at most one range's records in flight
@@ -210,7 +204,6 @@ def run_local(
                 tick("synapse ranges", i + 1, len(ranges))
         if pending is not None:
             pending.result()
-        del inputs, tag_inputs  # phase 1's reused input arrays: not held through phase 2
 
     parts = aggregate_local(files, plan, table, tick)
     return pl.concat(parts) if parts else pl.DataFrame()
@@ -331,7 +324,7 @@ def aggregate_bucket_task(files: list[str], bucket: int, plan: RangePlan) -> dic
 
 
 def with_tag_codes(
-    synapses: pl.LazyFrame, tags: pl.DataFrame, table: str, lo: int, hi: int, inputs: sk.InputArrays | None = None
+    synapses: pl.LazyFrame, tags: pl.DataFrame, table: str, lo: int, hi: int
 ) -> tuple[pl.LazyFrame, np.ndarray | None]:
     """The tag codes (see canonical_synapse_tags; 0 when untagged) of synapses with ids in [lo, hi): either
     a dense array over the id range (code of id i at i - lo; the kernel reads it, synapses unchanged) or,
@@ -343,10 +336,8 @@ def with_tag_codes(
     slot too).
     """
     refuse_unknown_tags(tags, table)
-    tag_ids, codes = tags.get_column("synapse_id"), tags.get_column("tag_code")
     if hi - lo <= DENSE_TAG_SPAN:
-        ids = sk.as_array(tag_ids, pl.Int64, inputs, "tag_id")
-        dense = sk.dense_tags(ids, sk.as_array(codes, pl.UInt8, inputs, "tag_code"), lo, hi)
+        dense = sk.dense_tags(tags, lo, hi)
         if dense is not None:
             return synapses, dense
     refuse_duplicated_tags(tags, table)
