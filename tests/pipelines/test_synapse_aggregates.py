@@ -55,6 +55,29 @@ def test_an_even_count_of_sizes_has_the_mean_of_the_middle_two_as_median() -> No
     assert row["size_median_vx"] == pytest.approx((4 + 7) / 2) and row["partners"] == 3
 
 
+def _sizes(kind: str, n: int) -> np.ndarray:
+    rng = np.random.default_rng(n)
+    if kind == "uniform":
+        return rng.integers(0, 5_000, n)
+    if kind == "log-normal":  # cleft sizes look like this
+        return np.exp(rng.normal(6, 1.2, n)).astype(np.int64)
+    if kind == "outliers":  # a few huge values stretch the histogram: most values share one bucket
+        return np.where(rng.random(n) < 0.01, 10**11, rng.integers(1, 50, n))
+    if kind == "few values":  # buckets one value wide
+        return rng.integers(3, 6, n)
+    return np.full(n, 42)  # all equal
+
+
+@pytest.mark.parametrize("kind", ["uniform", "log-normal", "outliers", "few values", "equal"])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 17, 64, 65, 1_000, 20_001, 40_000])
+def test_the_histogram_median_is_the_exact_median(kind: str, n: int) -> None:
+    values = _sizes(kind, n)
+    histogram, chosen = np.zeros(sa.MEDIAN_BUCKETS, np.int64), np.empty(n, np.int64)
+    got = sa._median(values.copy(), histogram, chosen)
+    assert got == np.median(values), "bit for bit: the mean of two integers as float64, like numpy's"
+    assert not histogram.any(), "the histogram is left zeroed for the next cell"
+
+
 WARM_UP_THEN_BUILD = """
 from cellfeatures.pipelines import synapse_aggregates as sa, synapse_kernels as sk
 from tests.pipelines.kernel_inputs import POSITIONS, ROOTS, synapses
