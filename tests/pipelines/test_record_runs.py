@@ -6,6 +6,9 @@ and tests/test_execution.py.)"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from pathlib import Path
 
 import fsspec
@@ -129,3 +132,44 @@ def test_files_of_one_build_must_share_their_layout(tmp_path: Path) -> None:
         rr.open_runs([tmp_path / "a.runs", tmp_path / "b.runs"]),
     ):
         pass
+
+
+def _free_spill_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "cellfeatures-free-spill"]
+
+
+def _open_descriptors() -> set[str]:
+    targets = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor, closed since
+            targets.add(os.readlink(f"/proc/self/fd/{fd}"))
+    return targets
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="descriptors are listed from /proc")
+def test_consumed_files_are_read_after_their_names_are_gone_and_freed_at_the_end(tmp_path: Path) -> None:
+    parts = [records(3_000, positions=False) for _ in range(2)]
+    paths = [tmp_path / f"range-{i}.runs" for i in range(2)]
+    for part, path in zip(parts, paths, strict=True):
+        rr.write_runs(part.columns(), part.offsets, path)
+    with rr.consume_runs(paths) as readers:
+        assert not any(p.exists() for p in paths), "unlinked once open: a build that dies leaves no spill"
+        buffers = rr.column_buffers(readers)
+        batch = rr.read_batch(readers, 3, buffers)
+        expected = np.concatenate([part.batch(3)["partner"] for part in parts])
+        assert np.array_equal(batch["partner"], expected)
+    for thread in _free_spill_threads():
+        thread.join(timeout=10)
+    assert not [d for d in _open_descriptors() if str(tmp_path) in d], "every descriptor closed: the blocks freed"
+
+
+def test_a_damaged_file_among_consumed_ones_is_named_and_nothing_is_unlinked(tmp_path: Path) -> None:
+    good, bad = tmp_path / "range-00000.runs", tmp_path / "range-00001.runs"
+    rr.write_runs({"cell": np.arange(3, dtype=np.int32)}, np.array([0, 3]), good)
+    bad.write_bytes(b"PAR1" + b"\0" * 40)
+    with (
+        pytest.raises(StoreError, match=r"range-00001\.runs: not a cellfeatures runs file"),
+        rr.consume_runs([good, bad]),
+    ):
+        pass
+    assert good.exists() and bad.exists(), "left for the build's scratch cleanup, which names nothing twice"

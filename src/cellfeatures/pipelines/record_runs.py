@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -145,13 +146,41 @@ def open_runs(
 ) -> Iterator[list[RunsFile]]:
     """Every spill file opened (paths, or callables opening a readable binary file), until the block ends."""
     with ExitStack() as stack:
-        opened = []
-        for i, f in enumerate(files):
-            handle = stack.enter_context(RawFile(f) if isinstance(f, Path) else f())
-            opened.append(RunsFile(names[i] if names else str(f), handle))
-        if opened and len({(r.runs, tuple(r.columns)) for r in opened}) > 1:
-            raise StoreError(f"runs files of one build disagree on their layout: {[r.name for r in opened]}")
-        yield opened
+        handles = [stack.enter_context(RawFile(f) if isinstance(f, Path) else f()) for f in files]
+        yield _runs_files(handles, names or [str(f) for f in files])
+
+
+@contextmanager
+def consume_runs(paths: Sequence[Path]) -> Iterator[list[RunsFile]]:
+    """Local spill files opened for their one reading and unlinked at once; closed on a thread of their own
+    when the block ends.
+
+    Why: for an unlinked file, closing the last descriptor is when the file system frees its blocks (ext4:
+    0.23-0.27 s for the 22 files of 100M synapses, 1.6 GB), time the build had nothing else to do. The
+    closing thread is not a daemon: the interpreter waits for it at exit. And a build that dies meanwhile
+    leaves no spill behind: the process's descriptors close with it, and the files are freed."""
+    handles: list[RawFile] = []
+    try:
+        for path in paths:
+            handles.append(RawFile(path))
+        readers = _runs_files(handles, [str(p) for p in paths])
+        for path in paths:  # only once every header was read: a damaged file stays for the caller to remove
+            path.unlink()
+        yield readers
+    finally:
+        threading.Thread(target=_close_all, args=(handles,), name="cellfeatures-free-spill").start()
+
+
+def _close_all(handles: list[RawFile]) -> None:
+    for handle in handles:
+        handle.close()
+
+
+def _runs_files(handles: Sequence[Any], names: Sequence[str]) -> list[RunsFile]:
+    opened = [RunsFile(name, handle) for name, handle in zip(names, handles, strict=True)]
+    if opened and len({(r.runs, tuple(r.columns)) for r in opened}) > 1:
+        raise StoreError(f"runs files of one build disagree on their layout: {[r.name for r in opened]}")
+    return opened
 
 
 def batch_layout(readers: list[RunsFile]) -> tuple[dict[str, np.dtype[Any]], list[int]]:

@@ -210,7 +210,8 @@ def run_local(
 
 
 def aggregate_local(files: list[Path], plan: RangePlan, table: sk.RootTable, tick: Any = None) -> list[pl.DataFrame]:
-    """Phase 2 in this process: every batch read from the range files and aggregated, in order.
+    """Phase 2 in this process: every batch read from the range files and aggregated, in order. The files
+    are unlinked once open and freed on a thread of their own at the end (record_runs.consume_runs).
 
     The files are read around the page cache (record_runs), so a read waits for the disk instead of
     copying from memory: READERS threads read batches ahead into BATCH_BUFFERS sets of column buffers
@@ -218,7 +219,7 @@ def aggregate_local(files: list[Path], plan: RangePlan, table: sk.RootTable, tic
     scratch are made once and passed round: no allocation, no page faults after the first batches."""
     parts: list[pl.DataFrame] = []
     with (
-        rr.open_runs(files) as readers,
+        rr.consume_runs(files) as readers,
         _no_cyclic_gc(),
         ThreadPoolExecutor(max_workers=READERS) as reading,
         ThreadPoolExecutor(max_workers=AGGREGATORS) as aggregating,
