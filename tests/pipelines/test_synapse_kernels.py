@@ -112,3 +112,15 @@ def test_dense_tags_refuse_an_id_predicted_twice_across_chunks() -> None:
     few = pl.DataFrame({"synapse_id": [3, 5, 7], "tag_code": [1, 2, 3]}, schema_overrides={"tag_code": pl.UInt8})
     sparse = sk.dense_tags(few, 2, 10)
     assert sparse is not None and sparse.tolist() == [0, 1, 0, 2, 0, 3, 0, 0], "by id - lo, 0 where no prediction"
+
+
+def test_dense_tags_in_id_order_take_one_pass_and_still_refuse_an_id_twice() -> None:
+    ids = np.arange(100, 20_100)
+    tags = pl.DataFrame({"synapse_id": ids, "tag_code": (ids % 4).astype(np.uint8)})
+    dense = sk.dense_tags(_in_chunks(tags, 10_000), 100, 20_100)
+    assert dense is not None and dense.tolist() == (ids % 4).tolist()
+    repeated = tags.with_columns(tags["synapse_id"].scatter(10_000, 10_099))  # the first of chunk 2 repeats the last
+    assert sk.dense_tags(_in_chunks(repeated, 10_000), 100, 20_100) is None
+    swapped = tags.with_columns(tags["synapse_id"].scatter([5, 6], [106, 105]))  # out of order, still unique
+    again = sk.dense_tags(_in_chunks(swapped, 10_000), 100, 20_100)
+    assert again is not None and again.tolist() == swapped.sort("synapse_id")["tag_code"].to_list()

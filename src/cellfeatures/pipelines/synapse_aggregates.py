@@ -372,6 +372,7 @@ def warm_up(parts: tuple[str, ...] = WARM_UP_PARTS) -> None:
             schema_overrides={"size_vx": pl.Int64},
         ).with_columns(pl.lit(1.0).alias(f"ctr_{a}_nm") for a in "xyz")
         tags = pl.DataFrame({"synapse_id": [1, 2], "tag_code": [1, 2]}, schema_overrides={"tag_code": pl.UInt8})
+        sk.dense_tags(tags.reverse(), 0, 3)  # ids out of order: the marking pass
         dense = sk.dense_tags(tags, 0, 3)
         for positions in (None, np.zeros((3, 3))):
             sk.scatter(frame, table, 31, 1, positions, dense, 0)

@@ -252,6 +252,20 @@ def _place(
 
 
 @njit(cache=True, nogil=True)
+def _dense_tags_ascending(
+    ids: np.ndarray, codes: np.ndarray, lo: int, dense: np.ndarray, last: int
+) -> tuple[bool, int]:
+    """Codes placed while every id is above the one before (`last` for the first): (True, the last id), or
+    (False, _) at the first that is not (the caller starts over with _dense_tags)."""
+    for i in range(ids.size):
+        if ids[i] <= last:
+            return False, last
+        last = ids[i]
+        dense[last - lo] = codes[i]
+    return True, last
+
+
+@njit(cache=True, nogil=True)
 def _dense_tags(ids: np.ndarray, codes: np.ndarray, lo: int, dense: np.ndarray, filled: np.ndarray) -> bool:
     for i in range(ids.size):
         j = ids[i] - lo
@@ -265,10 +279,25 @@ def _dense_tags(ids: np.ndarray, codes: np.ndarray, lo: int, dense: np.ndarray, 
 def dense_tags(tags: pl.DataFrame, lo: int, hi: int) -> np.ndarray | None:
     """Tag codes by synapse id - lo for the tags' ids (synapse_id, tag_code; all in [lo, hi)), 0 where no
     prediction, or None when an id has two predictions (the caller names them). One pass per piece, where
-    numpy's fancy assignment and its checks took four."""
-    dense, filled = np.zeros(hi - lo, np.uint8), np.zeros(hi - lo, np.bool_)
-    for piece in aligned_pieces(pl.DataFrame([tags.get_column("synapse_id"), tags.get_column("tag_code")])):
-        ids, codes = column_array(piece, "synapse_id", pl.Int64), column_array(piece, "tag_code", pl.UInt8)
+    numpy's fancy assignment and its checks took four.
+
+    Tables ordered by synapse id (CAVE's exports, and any range read from them) take one pass that proves
+    uniqueness by the order itself; any other order is placed again with a mark per id (a second array as
+    large as the range, new memory each range; on the 100M benchmark's read-ahead thread the marks cost
+    0.45 s against 0.33-0.38 s in order)."""
+    dense = np.zeros(hi - lo, np.uint8)
+    pieces = aligned_pieces(pl.DataFrame([tags.get_column("synapse_id"), tags.get_column("tag_code")]))
+    arrays = [(column_array(p, "synapse_id", pl.Int64), column_array(p, "tag_code", pl.UInt8)) for p in pieces]
+    ascending, last = True, lo - 1
+    for ids, codes in arrays:
+        ascending, last = _dense_tags_ascending(ids, codes, lo, dense, last)
+        if not ascending:
+            break
+    if ascending:
+        return dense
+    dense[:] = 0
+    filled = np.zeros(hi - lo, np.bool_)
+    for ids, codes in arrays:
         if not _dense_tags(ids, codes, lo, dense, filled):
             return None
     return dense
