@@ -22,6 +22,14 @@ def test_the_root_table_finds_every_root_and_nothing_else() -> None:
     assert np.array_equal(np.sort(records.cell), np.arange(CELLS.size, dtype=np.int32))
 
 
+def test_root_0_is_no_root_even_where_an_empty_slot_holds_0() -> None:
+    table = sk.root_table(ROOTS)
+    frame = pl.DataFrame({"pre_root_id": [0, 0, int(CELLS[0])], "post_root_id": [int(CELLS[1]), 0, 0]})
+    records = sk.scatter(frame.with_columns(size_vx=pl.lit(1)), table, 31, 1, None)
+    assert records.height == 2, "one input of CELLS[1], one output of CELLS[0]: nothing for root 0"
+    assert sorted(records.cell.tolist()) == [0, 1] and sorted(records.partner.tolist()) == [0, 0]
+
+
 def test_every_record_lands_in_its_cells_bucket_and_direction() -> None:
     table = sk.root_table(ROOTS)
     frame = synapses(20_000)

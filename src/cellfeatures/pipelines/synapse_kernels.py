@@ -108,7 +108,7 @@ def _find_home_first(key: int, slots: np.ndarray, shift: int, mask: int) -> int:
     root, value = slots[h, 0], slots[h, 1]
     if (root != key) & (value != -1):  # another root at home: probe on (rare, so predicted)
         return _find(key, slots, shift, mask)
-    return value if root == key else 0
+    return value if (root == key) & (value != -1) else 0  # (an empty slot holds root 0: key 0 is no root)
 
 
 @njit(cache=True, nogil=True)
