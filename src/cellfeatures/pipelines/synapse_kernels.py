@@ -281,10 +281,10 @@ def dense_tags(tags: pl.DataFrame, lo: int, hi: int) -> np.ndarray | None:
     prediction, or None when an id has two predictions (the caller names them). One pass per piece, where
     numpy's fancy assignment and its checks took four.
 
-    Tables ordered by synapse id (CAVE's exports, and any range read from them) take one pass that proves
-    uniqueness by the order itself; any other order is placed again with a mark per id (a second array as
-    large as the range, new memory each range; on the 100M benchmark's read-ahead thread the marks cost
-    0.45 s against 0.33-0.38 s in order)."""
+    Tags stored in synapse-id order (the sample's real extract is, and a range read from such a table
+    stays so) take one pass that proves uniqueness by the order itself; any other order is placed again
+    with a mark per id (a second array as large as the range, new memory each range; on the 100M
+    benchmark's read-ahead thread the marks cost 0.45 s against 0.33-0.38 s in order)."""
     dense = np.zeros(hi - lo, np.uint8)
     pieces = aligned_pieces(pl.DataFrame([tags.get_column("synapse_id"), tags.get_column("tag_code")]))
     arrays = [(column_array(p, "synapse_id", pl.Int64), column_array(p, "tag_code", pl.UInt8)) for p in pieces]
