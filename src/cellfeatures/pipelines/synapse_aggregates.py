@@ -20,13 +20,13 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from cellfeatures.pipelines.synapse_inputs import frozen
 from cellfeatures.pipelines.synapse_kernels import (
     CLASS_SHIFT,
     HAS_NUCLEUS,
     SIZE_MISSING,
     TAG_SHIFT,
     RootTable,
-    frozen,
     hash_slot,
 )
 from cellfeatures.pipelines.synapse_records import TAGS
@@ -360,6 +360,7 @@ def warm_up(parts: tuple[str, ...] = WARM_UP_PARTS) -> None:
     whoever runs many processes at once (a test session, a cluster) calls this once first, and the others
     load the result. The two parts compile independently (numba caches each function in its own files), so
     two processes can compile one part each at the same time."""
+    from cellfeatures.pipelines import synapse_inputs as si
     from cellfeatures.pipelines import synapse_kernels as sk
     from cellfeatures.pipelines.synapse_records import RootSets
 
@@ -374,8 +375,8 @@ def warm_up(parts: tuple[str, ...] = WARM_UP_PARTS) -> None:
             schema_overrides={"size_vx": pl.Int64},
         ).with_columns(pl.lit(1.0).alias(f"ctr_{a}_nm") for a in "xyz")
         tags = pl.DataFrame({"synapse_id": [1, 2], "tag_code": [1, 2]}, schema_overrides={"tag_code": pl.UInt8})
-        sk.dense_tags(tags.reverse(), 0, 3)  # ids out of order: the marking pass
-        dense = sk.dense_tags(tags, 0, 3)
+        si.dense_tags(tags.reverse(), 0, 3)  # ids out of order: the marking pass
+        dense = si.dense_tags(tags, 0, 3)
         for positions in (None, np.zeros((3, 3))):
             sk.scatter(frame, table, 31, 1, positions, dense, 0)
     if "aggregates" in parts:  # a batch with the dtypes scatter gives (Int32 sizes: real cleft sizes fit)

@@ -20,7 +20,6 @@ um) when positions are used.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
 import polars as pl
@@ -28,6 +27,7 @@ from numba import njit
 
 from cellfeatures._util.prefetch import prefetch
 from cellfeatures.errors import IdentityError
+from cellfeatures.pipelines.synapse_inputs import aligned_pieces, column_array, frozen
 from cellfeatures.pipelines.synapse_records import CLASS_CODES, RootSets
 from cellfeatures.vocab import EXC, INH
 
@@ -35,46 +35,6 @@ HAS_NUCLEUS, CLASS_SHIFT, TAG_SHIFT, SIZE_MISSING = 1, 1, 3, 32
 MAX_CELLS = 2**23 - 1  # MICrONS minnie65 has ~145,000 nuclei
 LOOK_AHEAD = 32  # rows between prefetching a root's slot and looking it up (8: 21, 16: 20, 32: 17.6 ns per row)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
-
-
-def frozen(array: np.ndarray) -> np.ndarray:
-    """A read-only view of `array` (no copy), for every array a kernel reads.
-
-    Numba compiles one version per argument type, and read-only is part of the type: polars hands out
-    read-only arrays when it shares its memory and writable ones when it had to copy (a chunked column), so
-    without this one build could compile (4 s each, on an empty cache) versions that warm_up never made."""
-    view = array.view()
-    view.flags.writeable = False
-    return view
-
-
-MIN_PIECE_ROWS = 4096  # below this on average, a frame is rechunked: each kernel call costs ~10 us
-
-
-def aligned_pieces(frame: pl.DataFrame) -> list[pl.DataFrame]:
-    """`frame` cut at every column's chunk boundaries: each piece's columns are single chunks, which
-    `to_numpy` hands out without a copy (a column without nulls).
-
-    Why: a range's columns arrive in one chunk per row group read (the filtered root columns cut once
-    more), and `to_numpy` of a whole column concatenates them into new memory every range: 0.65 s of
-    copying per 100M synapses on the scattering thread, and on a VM whose free memory went back to its
-    host, each new page is a host fault. The kernels run once per piece instead (every row is
-    independent, the counts add up). A frame of many tiny chunks is rechunked once."""
-    edges = {0, frame.height}
-    for column in frame.iter_columns():
-        start = 0
-        for chunk in column.get_chunks():
-            start += len(chunk)
-            edges.add(start)
-    cuts = sorted(edges)
-    if len(cuts) - 1 > max(1, frame.height // MIN_PIECE_ROWS):
-        frame, cuts = frame.rechunk(), [0, frame.height]
-    return [frame.slice(a, b - a) for a, b in pairwise(cuts) if b > a]
-
-
-def column_array(piece: pl.DataFrame, name: str, dtype: type[pl.DataType]) -> np.ndarray:
-    """A piece's column as a read-only array of `dtype` (no copy when it already has that type)."""
-    return frozen(piece.get_column(name).cast(dtype).to_numpy())
 
 
 @njit(inline="always")
@@ -249,58 +209,6 @@ def _place(
             if with_positions:
                 dx, dy, dz = ctr[i, 0] - pos[c, 0], ctr[i, 1] - pos[c, 1], ctr[i, 2] - pos[c, 2]
                 dist[k] = np.round(np.sqrt(dx * dx + dy * dy + dz * dz) / 1000.0, 6)
-
-
-@njit(cache=True, nogil=True)
-def _dense_tags_ascending(
-    ids: np.ndarray, codes: np.ndarray, lo: int, dense: np.ndarray, last: int
-) -> tuple[bool, int]:
-    """Codes placed while every id is above the one before (`last` for the first): (True, the last id), or
-    (False, _) at the first that is not (the caller starts over with _dense_tags)."""
-    for i in range(ids.size):
-        if ids[i] <= last:
-            return False, last
-        last = ids[i]
-        dense[last - lo] = codes[i]
-    return True, last
-
-
-@njit(cache=True, nogil=True)
-def _dense_tags(ids: np.ndarray, codes: np.ndarray, lo: int, dense: np.ndarray, filled: np.ndarray) -> bool:
-    for i in range(ids.size):
-        j = ids[i] - lo
-        if filled[j]:
-            return False
-        filled[j] = True
-        dense[j] = codes[i]
-    return True
-
-
-def dense_tags(tags: pl.DataFrame, lo: int, hi: int) -> np.ndarray | None:
-    """Tag codes by synapse id - lo for the tags' ids (synapse_id, tag_code; all in [lo, hi)), 0 where no
-    prediction, or None when an id has two predictions (the caller names them). One pass per piece, where
-    numpy's fancy assignment and its checks took four.
-
-    Tags stored in synapse-id order (the sample's real extract is, and a range read from such a table
-    stays so) take one pass that proves uniqueness by the order itself; any other order is placed again
-    with a mark per id (a second array as large as the range, new memory each range; on the 100M
-    benchmark's read-ahead thread the marks cost 0.45 s against 0.33-0.38 s in order)."""
-    dense = np.zeros(hi - lo, np.uint8)
-    pieces = aligned_pieces(pl.DataFrame([tags.get_column("synapse_id"), tags.get_column("tag_code")]))
-    arrays = [(column_array(p, "synapse_id", pl.Int64), column_array(p, "tag_code", pl.UInt8)) for p in pieces]
-    ascending, last = True, lo - 1
-    for ids, codes in arrays:
-        ascending, last = _dense_tags_ascending(ids, codes, lo, dense, last)
-        if not ascending:
-            break
-    if ascending:
-        return dense
-    dense[:] = 0
-    filled = np.zeros(hi - lo, np.bool_)
-    for ids, codes in arrays:
-        if not _dense_tags(ids, codes, lo, dense, filled):
-            return None
-    return dense
 
 
 @dataclass

@@ -35,6 +35,7 @@ import polars as pl
 from cellfeatures._util.runtime import keep_freed_heap
 from cellfeatures.pipelines import record_runs as rr
 from cellfeatures.pipelines import synapse_aggregates as sa
+from cellfeatures.pipelines import synapse_inputs as si
 from cellfeatures.pipelines import synapse_kernels as sk
 from cellfeatures.pipelines.synapse_records import (
     RootSets,
@@ -338,7 +339,7 @@ def with_tag_codes(
     """
     refuse_unknown_tags(tags, table)
     if hi - lo <= DENSE_TAG_SPAN:
-        dense = sk.dense_tags(tags, lo, hi)
+        dense = si.dense_tags(tags, lo, hi)
         if dense is not None:
             return synapses, dense
     refuse_duplicated_tags(tags, table)
