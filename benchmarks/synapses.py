@@ -434,7 +434,7 @@ def main() -> None:
         imports = statistics.median([r["import_seconds"] for r in runs[engine]])
         print(
             f"| {engine} | {args.rows:,} | {spread(seconds, '.1f')} | {imports:.2f} | {args.rows / wall:,.0f} | "
-            f"{peak / 2**30:.2f} | {speed} | {spread(ratios, '.1f')} |"
+            f"{peak / 2**30:.2f} | {speed} | {spread(ratios, '.2f')} |"
         )
     if any(v.startswith("DIFFERENT") for v in checks.values()):
         sys.exit(1)
