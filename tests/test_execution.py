@@ -76,14 +76,19 @@ def test_dask_gives_the_local_matrix_bit_for_bit(snapshot: Path, local_matrix: p
 
 
 def _worker_pids() -> list[int]:
+    """The live worker processes: a worker killed earlier may linger as a zombie until its nanny reaps it,
+    and a process may exit while it is listed (psutil then raises for its command line): both are skipped."""
     import psutil
 
-    children = psutil.Process().children(recursive=True)
-    return [
-        p.pid
-        for p in children
-        if "multiprocessing" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())
-    ]
+    pids = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            command = " ".join(p.cmdline())
+        except (psutil.ZombieProcess, psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if "multiprocessing" in command and "resource_tracker" not in command:
+            pids.append(p.pid)
+    return pids
 
 
 def test_workers_killed_in_each_phase_change_nothing(
