@@ -49,10 +49,10 @@ def test_reads_at_any_offset_and_length_match_the_file(tmp_path: Path) -> None:
         cases += [(data.size - 10, 10), (123, data.size - 123)]
         for offset, length in cases:
             target = np.full(length, 7, np.uint8)
-            assert direct_io.pread_into(fd, direct, offset, memoryview(target)) == length
+            assert direct_io.pread_into(fd, direct, offset, memoryview(target)) == (length, direct)
             assert np.array_equal(target, data[offset : offset + length]), (offset, length)
         past_the_end = np.zeros(100, np.uint8)
-        assert direct_io.pread_into(fd, direct, data.size - 30, past_the_end) == 30
+        assert direct_io.pread_into(fd, direct, data.size - 30, past_the_end) == (30, direct)
         assert np.array_equal(past_the_end[:30], data[-30:])
     finally:
         os.close(fd)
@@ -76,7 +76,7 @@ def test_without_o_direct_the_same_calls_run_buffered(tmp_path: Path, monkeypatc
     assert (tmp_path / "f").read_bytes() == data.tobytes()
     fd, direct = direct_io.open_direct(tmp_path / "f", os.O_RDONLY)
     target = np.empty(1000, np.uint8)
-    assert not direct and direct_io.pread_into(fd, direct, 777, target) == 1000
+    assert not direct and direct_io.pread_into(fd, direct, 777, target) == (1000, False)
     os.close(fd)
     assert np.array_equal(target, data[777:1777])
 
@@ -103,7 +103,7 @@ def test_a_transfer_refused_after_open_carries_on_buffered(tmp_path: Path, monke
     assert (tmp_path / "f").read_bytes() == data.tobytes()
     fd, direct = direct_io.open_direct(tmp_path / "f", os.O_RDONLY)
     target = np.empty(5000, np.uint8)
-    assert direct_io.pread_into(fd, direct, 3, target) == 5000
+    assert direct_io.pread_into(fd, direct, 3, target) == (5000, False), "buffered from the refused transfer on"
     os.close(fd)
     assert np.array_equal(target, data[3:5003])
     if direct:  # this file system took the flag at open: both transfers were refused once, then buffered

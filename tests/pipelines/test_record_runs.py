@@ -7,6 +7,8 @@ and tests/test_execution.py.)"""
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import threading
 from pathlib import Path
@@ -173,3 +175,32 @@ def test_a_damaged_file_among_consumed_ones_is_named_and_nothing_is_unlinked(tmp
     ):
         pass
     assert good.exists() and bad.exists(), "left for the build's scratch cleanup, which names nothing twice"
+
+
+def test_a_file_whose_direct_read_is_refused_is_read_buffered_from_then_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system that takes O_DIRECT at open and refuses the transfer (EINVAL): the file's handle
+    remembers that its descriptor is buffered now, so later reads skip the staging buffer."""
+    from cellfeatures._util import direct_io
+
+    if not direct_io.O_DIRECT:
+        pytest.skip("no O_DIRECT on this platform")
+    written = records(3_000, positions=False)
+    rr.write_runs(written.columns(), written.offsets, tmp_path / "range.runs")
+    real = os.preadv
+
+    def refusing(fd: int, *args: object) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & direct_io.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "preadv", refusing)
+    handle = rr.RawFile(tmp_path / "range.runs")
+    if not handle.direct:
+        handle.close()
+        pytest.skip("this file system refuses O_DIRECT at open")
+    with rr.open_runs([lambda: handle], names=["range.runs"]) as readers:
+        assert not handle.direct, "the header's read was refused once: buffered from then on"
+        batch = rr.read_batch(readers, 3, rr.column_buffers(readers))
+    assert np.array_equal(batch["partner"], written.batch(3)["partner"])

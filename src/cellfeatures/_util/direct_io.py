@@ -124,9 +124,11 @@ class DirectWriter:
             self._fd = -1
 
 
-def pread_into(fd: int, direct: bool, offset: int, target: memoryview | np.ndarray) -> int:
+def pread_into(fd: int, direct: bool, offset: int, target: memoryview | np.ndarray) -> tuple[int, bool]:
     """Read from `offset` into `target` (bytes); returns how many bytes there were (fewer at the end of the
-    file). A direct descriptor reads the aligned blocks around the range into the staging buffer."""
+    file) and whether the descriptor is still direct (False once a refused transfer made it buffered: the
+    caller keeps that, so its later reads skip the staging buffer). A direct descriptor reads the aligned
+    blocks around the range into the staging buffer."""
     out = _bytes(target)
     if not direct:
         view = out.data
@@ -136,7 +138,7 @@ def pread_into(fd: int, direct: bool, offset: int, target: memoryview | np.ndarr
             if not got:
                 break
             done += got
-        return done
+        return done, False
     buffer = staging()
     done = 0
     while done < out.size:
@@ -149,10 +151,11 @@ def pread_into(fd: int, direct: bool, offset: int, target: memoryview | np.ndarr
             if exc.errno != errno.EINVAL:
                 raise
             drop_direct(fd)
-            return done + pread_into(fd, False, at, out[done:])
+            rest, _ = pread_into(fd, False, at, out[done:])
+            return done + rest, False
         n = min(got - (at - base), out.size - done)
         if n <= 0:
             break
         out[done : done + n] = buffer[at - base : at - base + n]
         done += n
-    return done
+    return done, True

@@ -61,8 +61,6 @@ class RunsFile:
     def __init__(self, name: str, handle: BinaryIO) -> None:
         self.name = name
         self._handle = handle
-        self._fd = handle.fileno() if isinstance(handle, RawFile) else None
-        self._direct = isinstance(handle, RawFile) and handle.direct
         lead = self._read_at(0, len(MAGIC) + 8)
         if lead[: len(MAGIC)] != MAGIC:
             raise StoreError(f"{name}: not a cellfeatures runs file (found {bytes(lead[: len(MAGIC)])!r})")
@@ -104,8 +102,8 @@ class RunsFile:
         return memoryview(buffer)
 
     def _read_into(self, offset: int, view: memoryview) -> None:
-        if self._fd is not None:
-            done = direct_io.pread_into(self._fd, self._direct, offset, view)
+        if isinstance(self._handle, RawFile):
+            done = self._handle.pread_into(offset, view)
         else:
             done = 0
             self._handle.seek(offset)
@@ -127,8 +125,10 @@ class RawFile:
     def __init__(self, path: Path) -> None:
         self._fd, self.direct = direct_io.open_direct(path, os.O_RDONLY)
 
-    def fileno(self) -> int:
-        return self._fd
+    def pread_into(self, offset: int, view: memoryview) -> int:
+        """Bytes read at `offset` into `view`; the descriptor's directness is kept here, where it changes."""
+        done, self.direct = direct_io.pread_into(self._fd, self.direct, offset, view)
+        return done
 
     def close(self) -> None:
         os.close(self._fd)
