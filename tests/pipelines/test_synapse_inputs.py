@@ -62,3 +62,13 @@ def test_dense_tags_in_id_order_take_one_pass_and_still_refuse_an_id_twice() -> 
     swapped = tags.with_columns(tags["synapse_id"].scatter([5, 6], [106, 105]))  # out of order, still unique
     again = si.dense_tags(in_chunks(swapped, 10_000), 100, 20_100)
     assert again is not None and again.tolist() == swapped.sort("synapse_id")["tag_code"].to_list()
+
+
+def test_aligned_pieces_of_chosen_columns_keep_their_chunks() -> None:
+    frame = synapses(20_000).drop("size_vx")
+    pre = pl.concat([frame["pre_root_id"].head(8_000), frame["pre_root_id"].tail(12_000)], rechunk=False)
+    mixed = in_chunks(frame.with_columns(pre), 10_000)  # columns chunked differently, as a filtered scan's
+    assert mixed.select("pre_root_id", "post_root_id")["pre_root_id"].n_chunks() == 1, "why select is not used"
+    pieces = si.aligned_pieces(mixed, ["pre_root_id", "post_root_id"])
+    assert [p.height for p in pieces] == [8_000, 2_000, 10_000]
+    assert all(p.columns == ["pre_root_id", "post_root_id"] for p in pieces)

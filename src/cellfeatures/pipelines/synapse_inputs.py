@@ -29,15 +29,18 @@ def frozen(array: np.ndarray) -> np.ndarray:
 MIN_PIECE_ROWS = 4096  # below this on average, a frame is rechunked: each kernel call costs ~10 us
 
 
-def aligned_pieces(frame: pl.DataFrame) -> list[pl.DataFrame]:
-    """`frame` cut at every column's chunk boundaries: each piece's columns are single chunks, which
-    `to_numpy` hands out without a copy (a column without nulls).
+def aligned_pieces(frame: pl.DataFrame, columns: list[str] | None = None) -> list[pl.DataFrame]:
+    """`frame` (its `columns` only, if given) cut at every column's chunk boundaries: each piece's columns
+    are single chunks, which `to_numpy` hands out without a copy (a column without nulls). The columns are
+    taken as they are: a `select` of columns chunked differently rechunks them (a copy).
 
     Why: a range's columns arrive in one chunk per row group read (the filtered root columns cut once
     more), and `to_numpy` of a whole column concatenates them into new memory every range: 0.65 s of
     copying per 100M synapses on the scattering thread, and on a VM whose free memory went back to its
     host, each new page is a host fault. The kernels run once per piece instead (every row is
     independent, the counts add up). A frame of many tiny chunks is rechunked once."""
+    if columns is not None:
+        frame = pl.DataFrame([frame.get_column(name) for name in columns])
     edges = {0, frame.height}
     for column in frame.iter_columns():
         start = 0
@@ -90,7 +93,7 @@ def dense_tags(tags: pl.DataFrame, lo: int, hi: int) -> np.ndarray | None:
     with a mark per id (a second array as large as the range, new memory each range; on the 100M
     benchmark's read-ahead thread the marks cost 0.45 s against 0.33-0.38 s in order)."""
     dense = np.zeros(hi - lo, np.uint8)
-    pieces = aligned_pieces(pl.DataFrame([tags.get_column("synapse_id"), tags.get_column("tag_code")]))
+    pieces = aligned_pieces(tags, ["synapse_id", "tag_code"])
     arrays = [(column_array(p, "synapse_id", pl.Int64), column_array(p, "tag_code", pl.UInt8)) for p in pieces]
     ascending, last = True, lo - 1
     for ids, codes in arrays:

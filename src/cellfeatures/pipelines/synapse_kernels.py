@@ -20,6 +20,7 @@ um) when positions are used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import polars as pl
@@ -298,17 +299,14 @@ def scatter(
     by_id = dense_tags is not None
     read = ["pre_root_id", "post_root_id", "size_vx"]
     read += ["synapse_id"] if by_id else [name for name in ("tag_code",) if name in frame.columns]
-    read += [f"ctr_{a}_nm" for a in "xyz"] if positions is not None else []  # (a select would rechunk)
-    pieces = [
-        _piece(piece, by_id, positions is not None)
-        for piece in aligned_pieces(pl.DataFrame([frame.get_column(name) for name in read]))
-    ]
+    read += [f"ctr_{a}_nm" for a in "xyz"] if positions is not None else []
+    pieces = [_piece(piece, by_id, positions is not None) for piece in aligned_pieces(frame, read)]
+    spans = list(pairwise(np.cumsum([0, *(piece.rows for piece in pieces)]).tolist()))  # each piece's rows
     n = frame.height
     pre_value, post_value = np.empty(n, np.int32), np.empty(n, np.int32)
     slots = frozen(table.slots)
-    counts, low, high, start = np.zeros(2 * buckets, np.int64), 0, 0, 0
-    for piece in pieces:
-        stop = start + piece.rows
+    counts, low, high = np.zeros(2 * buckets, np.int64), 0, 0
+    for piece, (start, stop) in zip(pieces, spans, strict=True):
         piece_counts, piece_low, piece_high = _look_up(
             piece.pre,
             piece.post,
@@ -321,7 +319,7 @@ def scatter(
             post_value[start:stop],
         )
         counts += piece_counts
-        low, high, start = min(low, piece_low), max(high, piece_high), stop
+        low, high = min(low, piece_low), max(high, piece_high)
     offsets = np.zeros(2 * buckets + 1, np.int64)
     offsets[1:] = np.cumsum(counts)
     m = int(offsets[-1])
@@ -331,9 +329,8 @@ def scatter(
     dist = np.empty(m if positions is not None else 0, np.float64)
     dense = frozen(np.zeros(0, np.uint8) if dense_tags is None else dense_tags.astype(np.uint8, copy=False))
     pos = frozen(np.ascontiguousarray(positions if positions is not None else np.empty((0, 3)), dtype=np.float64))
-    fill, start = offsets[:-1].copy(), 0
-    for piece in pieces:
-        stop = start + piece.rows
+    fill = offsets[:-1].copy()
+    for piece, (start, stop) in zip(pieces, spans, strict=True):
         _place(
             piece.pre,
             piece.post,
@@ -355,5 +352,4 @@ def scatter(
             flags,
             dist,
         )
-        start = stop
     return Records(offsets, cell, partner, sizes_out, flags, dist, positions is not None)

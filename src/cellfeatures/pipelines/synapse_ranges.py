@@ -121,13 +121,7 @@ class RangeFrame:
     lo: int
 
 
-def range_frame(
-    syn: pl.LazyFrame,
-    tags: pl.LazyFrame | None,
-    plan: RangePlan,
-    a: int,
-    b: int,
-) -> RangeFrame:
+def range_frame(syn: pl.LazyFrame, tags: pl.LazyFrame | None, plan: RangePlan, a: int, b: int) -> RangeFrame:
     """Synapses of ids [a, b) touching a cell, and their tags (the range's tags are read here)."""
     cell_roots = plan.roots.cells.implode()
     in_range = (pl.col("synapse_id") >= a) & (pl.col("synapse_id") < b)
